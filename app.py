@@ -1,0 +1,188 @@
+"""PushaaS: the Tsuru service broker and the push-api, as one Chalice app.
+
+Routes only authenticate, parse and delegate to ``chalicelib``; every view is wrapped
+by ``api_view`` so errors become JSON in one place.
+"""
+
+import logging
+import os
+
+from chalice import Chalice, Response
+
+from chalicelib import broker, pushapi, services
+from chalicelib.credentials import check_broker
+from chalicelib.http import JSON_TYPES, api_view, base_url, created, empty
+from chalicelib.tsuru_request import TsuruFields, parse
+
+app = Chalice(app_name="pushaas")
+logging.basicConfig(level=os.environ.get("PUSHAAS_LOG_LEVEL", "INFO"),
+                    format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+TSURU_TYPES = ["application/x-www-form-urlencoded", "application/json"]
+view = api_view(lambda: app.current_request)
+
+
+def _broker() -> tuple[services.Services, TsuruFields]:
+    """Authenticate a broker request and parse its body, before anything else happens."""
+    svc = services.current()
+    request = app.current_request
+    check_broker(request.headers, svc.settings.broker_username,
+                 svc.settings.broker_password.reveal())
+    return svc, parse(request.raw_body, request.headers.get("content-type"))
+
+
+# ---- Tsuru service API ---------------------------------------------------------------
+
+@app.route("/resources/plans", methods=["GET"])
+@view
+def plans() -> list:
+    svc, _ = _broker()
+    return broker.list_plans(svc)
+
+
+@app.route("/resources", methods=["POST"], content_types=TSURU_TYPES)
+@view
+def create_instance() -> Response:
+    svc, fields = _broker()
+    broker.create_instance(svc, fields)
+    return empty(201)
+
+
+@app.route("/resources/{name}", methods=["GET"])
+@view
+def instance_info(name: str) -> list:
+    svc, _ = _broker()
+    return broker.instance_info(svc, name)
+
+
+@app.route("/resources/{name}", methods=["PUT"], content_types=TSURU_TYPES)
+@view
+def update_instance(name: str) -> Response:
+    svc, fields = _broker()
+    broker.update_instance(svc, name, fields)
+    return empty(200)
+
+
+@app.route("/resources/{name}", methods=["DELETE"], content_types=TSURU_TYPES)
+@view
+def remove_instance(name: str) -> Response:
+    svc, _ = _broker()
+    broker.remove_instance(svc, name)
+    return empty(200)
+
+
+@app.route("/resources/{name}/status", methods=["GET"])
+@view
+def instance_status(name: str) -> Response:
+    svc, _ = _broker()
+    reply = broker.instance_status(svc, name)
+    return Response(body=reply.body, status_code=reply.code,
+                    headers={"Content-Type": "text/plain"})
+
+
+@app.route("/resources/{name}/bind-app", methods=["POST"], content_types=TSURU_TYPES)
+@view
+def bind_app(name: str) -> Response:
+    svc, fields = _broker()
+    return created(broker.bind_app(svc, name, fields, base_url(app.current_request)))
+
+
+@app.route("/resources/{name}/bind-app", methods=["DELETE"], content_types=TSURU_TYPES)
+@view
+def unbind_app(name: str) -> Response:
+    svc, fields = _broker()
+    broker.unbind_app(svc, name, fields)
+    return empty(200)
+
+
+@app.route("/resources/{name}/bind", methods=["POST"], content_types=TSURU_TYPES)
+@view
+def bind_unit(name: str) -> Response:
+    svc, fields = _broker()
+    return created(broker.bind_unit(svc, name, fields, base_url(app.current_request)))
+
+
+@app.route("/resources/{name}/bind", methods=["DELETE"], content_types=TSURU_TYPES)
+@view
+def unbind_unit(name: str) -> Response:
+    svc, fields = _broker()
+    broker.unbind_unit(svc, name, fields)
+    return empty(200)
+
+
+@app.route("/resources/{name}/binds/jobs/{job}", methods=["PUT"], content_types=TSURU_TYPES)
+@view
+def bind_job(name: str, job: str) -> Response:
+    svc, fields = _broker()
+    return created(broker.bind_job(svc, name, job, fields, base_url(app.current_request)))
+
+
+@app.route("/resources/{name}/binds/jobs/{job}", methods=["DELETE"], content_types=TSURU_TYPES)
+@view
+def unbind_job(name: str, job: str) -> Response:
+    svc, _ = _broker()
+    broker.unbind_job(svc, name, job)
+    return empty(200)
+
+
+# ---- push-api ------------------------------------------------------------------------
+
+@app.route("/api/healthcheck", methods=["GET"])
+@view
+def healthcheck() -> dict:
+    services.current().redis.ping()
+    return {"status": "ok"}
+
+
+@app.route("/api/v1/auth", methods=["GET"])
+@view
+def auth() -> dict:
+    return pushapi.check_auth(services.current(), app.current_request)
+
+
+@app.route("/api/v1/messages", methods=["POST"], content_types=JSON_TYPES)
+@view
+def post_message() -> Response:
+    return pushapi.post_message(services.current(), app.current_request)
+
+
+@app.route("/api/v1/channels", methods=["GET"])
+@view
+def list_channels() -> list:
+    return pushapi.channel_store(services.current(), app.current_request).list()
+
+
+@app.route("/api/v1/channels", methods=["POST"], content_types=JSON_TYPES)
+@view
+def post_channel() -> Response:
+    return pushapi.post_channel(services.current(), app.current_request)
+
+
+@app.route("/api/v1/channels/{channel_id}", methods=["GET"])
+@view
+def get_channel(channel_id: str) -> dict:
+    return pushapi.channel_store(services.current(), app.current_request).get(channel_id)
+
+
+@app.route("/api/v1/channels/{channel_id}", methods=["DELETE"])
+@view
+def delete_channel(channel_id: str) -> Response:
+    return pushapi.delete_channel(services.current(), app.current_request, channel_id)
+
+
+@app.route("/api/v1/stats/global", methods=["GET"])
+@view
+def global_stats() -> dict:
+    return pushapi.global_stats(services.current(), app.current_request)
+
+
+@app.route("/api/v1/stats/channels/{channel_id}", methods=["GET"])
+@view
+def channel_stats(channel_id: str) -> dict:
+    return pushapi.channel_stats(services.current(), app.current_request, channel_id)
+
+
+@app.route("/api/v1/config", methods=["GET"])
+@view
+def config() -> dict:
+    return pushapi.config(services.current(), app.current_request)

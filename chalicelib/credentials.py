@@ -1,0 +1,54 @@
+"""Credentials: HTTP Basic parsing, constant-time checks and publisher secrets.
+
+The publisher secret of an instance is derived (HMAC of the master key, the instance
+name and its random salt), so no secret is ever stored in Redis; rotating the salt
+revokes it. Every comparison uses ``hmac.compare_digest`` and every failure looks the
+same to the caller, so a timing or error difference reveals nothing.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from chalicelib.errors import Unauthorized
+
+
+def parse_basic(headers: Mapping[str, str]) -> tuple[str, str]:
+    """(user, password) from an Authorization header; Unauthorized if absent or malformed."""
+    header = headers.get("authorization") or headers.get("Authorization") or ""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise Unauthorized()
+
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized() from None
+
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        raise Unauthorized()
+    return user, password
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time string equality."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_broker(headers: Mapping[str, str], username: str, password: str) -> None:
+    """Fail closed unless the request carries the broker's user and password."""
+    user, given = parse_basic(headers)
+    user_ok = same(user, username)
+    password_ok = same(given, password)
+    if not (user_ok and password_ok):
+        raise Unauthorized()
+
+
+def publisher_secret(master_key: str, instance: str, salt: str) -> str:
+    """The publisher password of an instance, derived and never stored."""
+    message = f"publisher:{instance}:{salt}".encode()
+    digest = hmac.new(master_key.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -1,0 +1,104 @@
+"""HTTP glue shared by every route: errors to JSON in one place, bodies, base URLs.
+
+Chalice's middleware never sees exceptions raised by a view, so every route is wrapped
+by ``api_view`` instead: a PushaasError becomes its status with
+``{"code", "message"}``, a Redis outage a fast 503, anything else a generic 500 and
+one log line with the path and traceback. Request bodies are never logged.
+"""
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from chalice.app import Request, Response
+
+from chalicelib.errors import BadRequest, ConfigError, PushaasError
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body={"code": status, "message": message},
+        status_code=status,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def api_view(current_request: Callable[[], Request]) -> Callable:
+    """Decorator factory: ``@api_view(lambda: app.current_request)``."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            try:
+                result = view(*args, **kwargs)
+            except PushaasError as exc:
+                return error_response(exc.status, exc.message, exc.headers)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("redis unavailable path=%s error=%s",
+                            _path(current_request), type(exc).__name__)
+                return error_response(503, "storage unavailable, try again",
+                                      {"Retry-After": "1"})
+            except ConfigError as exc:
+                log.error("service misconfigured path=%s error=%s", _path(current_request), exc)
+                return error_response(500, "service misconfigured")
+            except Exception:
+                log.exception("unhandled error path=%s", _path(current_request))
+                return error_response(500, "internal error")
+
+            if isinstance(result, Response):
+                return result
+            return Response(body=result, status_code=200,
+                            headers={"Content-Type": "application/json"})
+
+        return wrapper
+
+    return decorate
+
+
+def _path(current_request: Callable[[], Request]) -> str:
+    try:
+        return current_request().path
+    except Exception:
+        return "?"
+
+
+def json_body(request: Request) -> object:
+    """The request body as JSON whatever the Content-Type (curl's default is a form)."""
+    raw = request.raw_body or b""
+    if not raw.strip():
+        raise BadRequest("request body is empty; a JSON object is expected")
+
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def header(request: Request, name: str) -> str | None:
+    """A request header, case-insensitively (Chalice's headers are case-insensitive)."""
+    return request.headers.get(name)
+
+
+def base_url(request: Request) -> str:
+    """The public URL this API was reached at, for the env vars of a bound app."""
+    host = header(request, "host") or "localhost"
+    proto = header(request, "x-forwarded-proto") or "http"
+    stage = (request.context or {}).get("stage", "")
+    if host.endswith(".amazonaws.com") and stage:
+        return f"{proto}://{host}/{stage}"
+    return f"{proto}://{host}"
+
+
+def empty(status: int) -> Response:
+    return Response(body="", status_code=status)
+
+
+def created(body: object) -> Response:
+    return Response(body=body, status_code=201, headers={"Content-Type": "application/json"})

@@ -1,0 +1,148 @@
+"""Instance records: what a Tsuru service instance is and where it stands.
+
+An instance is a hash in Redis. Its status moves pending -> running (or failed) as the
+provisioning job and the provisioner report, and removing while it is torn down. The
+publisher secret is never stored: only a random salt from which it is derived.
+"""
+
+import json
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum, StrEnum
+
+import redis
+
+from chalicelib import keys
+from chalicelib.errors import BadRequest, Conflict, NotFound
+
+# Updating a deleted instance must not resurrect a partial record.
+_UPDATE_IF_EXISTS = """
+if redis.call('exists', KEYS[1]) == 0 then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"
+    REMOVING = "removing"
+
+
+@dataclass
+class Instance:
+    name: str
+    plan: str
+    team: str = ""
+    user: str = ""
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    status: Status = Status.PENDING
+    reason: str = ""
+    salt: str = ""
+    push_stream_url: str = ""
+    created: float = 0.0
+    updated: float = 0.0
+
+    def to_redis(self) -> dict[str, str]:
+        record = asdict(self)
+        record["tags"] = json.dumps(self.tags)
+        record["status"] = self.status.value
+        return {k: str(v) for k, v in record.items()}
+
+    @classmethod
+    def from_redis(cls, record: dict[str, str]) -> "Instance":
+        """Rebuild an instance; a corrupted record raises ValueError naming the field."""
+        try:
+            return cls(
+                name=record["name"],
+                plan=record["plan"],
+                team=record.get("team", ""),
+                user=record.get("user", ""),
+                description=record.get("description", ""),
+                tags=json.loads(record.get("tags") or "[]"),
+                status=Status(record.get("status", "pending")),
+                reason=record.get("reason", ""),
+                salt=record.get("salt", ""),
+                push_stream_url=record.get("push_stream_url", ""),
+                created=float(record.get("created") or 0),
+                updated=float(record.get("updated") or 0),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"corrupted instance record: {exc}") from None
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.match(name or ""):
+        raise BadRequest(
+            "instance name must be 1-63 characters of lowercase letters, digits, '-' or '_',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+class InstanceStore:
+    """Instance records in Redis. The client is injected so tests use a real Redis."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def create(self, instance: Instance) -> Instance:
+        """Store a new instance; Conflict if the name is taken (atomically)."""
+        now = time.time()
+        instance.created = instance.updated = now
+        instance.salt = secrets.token_hex(16)
+
+        if not self.redis.sadd(keys.INSTANCES, instance.name):
+            raise Conflict(f"instance {instance.name!r} already exists")
+        self.redis.hset(keys.instance(instance.name), mapping=instance.to_redis())
+        return instance
+
+    def find(self, name: str) -> Instance | None:
+        record = self.redis.hgetall(keys.instance(name))
+        if not record:
+            return None
+        return Instance.from_redis(record)
+
+    def get(self, name: str) -> Instance:
+        instance = self.find(name)
+        if instance is None:
+            raise NotFound(f"instance {name!r} not found")
+        return instance
+
+    def names(self) -> list[str]:
+        return sorted(self.redis.smembers(keys.INSTANCES))
+
+    def update(self, name: str, **changes: object) -> None:
+        """Change some fields of an existing record, refreshing ``updated``."""
+        values = {k: (v.value if isinstance(v, Enum) else v) for k, v in changes.items()}
+        if "tags" in values:
+            values["tags"] = json.dumps(values["tags"])
+        values["updated"] = time.time()
+
+        flat = [str(item) for pair in values.items() for item in pair]
+        if not self.redis.eval(_UPDATE_IF_EXISTS, 1, keys.instance(name), *flat):
+            raise NotFound(f"instance {name!r} not found")
+
+    def set_status(self, name: str, status: Status, reason: str = "") -> None:
+        self.update(name, status=status, reason=reason)
+
+    def purge(self, name: str) -> int:
+        """Delete every key of the instance and forget its name; returns keys deleted."""
+        deleted = 0
+        batch: list[str] = []
+        for key in self.redis.scan_iter(match=keys.instance_pattern(name), count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += self.redis.delete(*batch)
+                batch.clear()
+        if batch:
+            deleted += self.redis.delete(*batch)
+
+        self.redis.srem(keys.INSTANCES, name)
+        return deleted

@@ -1,0 +1,150 @@
+"""The push-api, in-process with real Redis: the JS client's calls, limits, isolation."""
+
+import json
+
+import pytest
+
+from chalicelib import keys
+from tests.api import basic, body, running_instance
+
+
+@pytest.fixture
+def publisher(client):
+    env = running_instance(client)
+    return {**basic(env["PUSHAAS_USERNAME"], env["PUSHAAS_PASSWORD"]),
+            "Content-Type": "application/json"}
+
+
+def post(client, path, headers, payload):
+    raw = payload if isinstance(payload, str) else json.dumps(payload)
+    return client.http.post(path, headers=headers, body=raw)
+
+
+def test_healthcheck_needs_no_auth(client):
+    assert client.http.get("/api/healthcheck").status_code == 200
+
+
+def test_auth_route(client, publisher):
+    assert client.http.get("/api/v1/auth", headers=publisher).status_code == 200
+    wrong = basic("mypush", "not-the-secret")
+    assert client.http.get("/api/v1/auth", headers=wrong).status_code == 401
+    assert client.http.get("/api/v1/auth").status_code == 401
+
+
+def test_javascript_client_ensure_channel_then_post_message(client, publisher, redis_client):
+    # ensureChannel: GET -> 404 -> POST {id, ttl: 0}
+    assert client.http.get("/api/v1/channels/news", headers=publisher).status_code == 404
+    created = post(client, "/api/v1/channels", publisher, {"ttl": 0, "id": "news"})
+    assert created.status_code == 201
+    fetched = client.http.get("/api/v1/channels/news", headers=publisher)
+    assert body(fetched)["id"] == "news" and body(fetched)["ttl"] == 0
+
+    # postMessage
+    sent = post(client, "/api/v1/messages", publisher, {"channels": ["news"], "content": "hi"})
+    assert sent.status_code == 201
+    entry_id = body(sent)["id"]
+    [(stored_id, fields)] = redis_client.xrange(keys.stream("mypush"))
+    assert stored_id == entry_id and fields["t"] == "hi"
+
+    # getChannels, getConfig, stats
+    assert [c["id"] for c in body(client.http.get("/api/v1/channels", headers=publisher))] \
+        == ["news"]
+    config = body(client.http.get("/api/v1/config", headers=publisher))
+    assert config["pushStream"]["url"].startswith("http://127.0.0.1")
+    assert config["pushStream"]["hostname"] == "127.0.0.1" and config["pushStream"]["port"]
+    stats = body(client.http.get("/api/v1/stats/global", headers=publisher))
+    assert set(stats) == {"aggregated", "all"}
+    channel = client.http.get("/api/v1/stats/channels/news", headers=publisher)
+    assert channel.status_code == 200 and "subscribers" in body(channel)["aggregated"]
+
+    # deleteChannel
+    assert client.http.delete("/api/v1/channels/news", headers=publisher).status_code == 204
+    assert client.http.delete("/api/v1/channels/news", headers=publisher).status_code == 404
+
+
+def test_channel_ttl_expires(client, publisher, redis_client):
+    post(client, "/api/v1/channels", publisher, {"id": "brief", "ttl": 30})
+
+    assert 0 < redis_client.ttl(keys.channel("mypush", "brief")) <= 30
+    assert redis_client.ttl(keys.channel("mypush", "news")) == -2
+    assert post(client, "/api/v1/channels", publisher,
+                {"id": "brief", "ttl": 1}).status_code == 409
+
+
+@pytest.mark.parametrize("payload, status", [
+    ("{", 400),
+    ("", 400),
+    ("[]", 400),
+    ({"content": "x"}, 400),
+    ({"channels": [], "content": "x"}, 400),
+    ({"channels": "news", "content": "x"}, 400),
+    ({"channels": ["ok", "bad/id"], "content": "x"}, 400),
+    ({"channels": ["x" * 129], "content": "x"}, 400),
+    ({"channels": [7], "content": "x"}, 400),
+    ({"channels": ["news"]}, 400),
+    ({"channels": ["news"], "content": ""}, 400),
+    ({"channels": ["news"], "content": {"a": 1}}, 400),
+    ({"channels": ["news"], "content": "x" * 32769}, 413),
+    ({"channels": [f"c{i}" for i in range(101)], "content": "x"}, 400),
+])
+def test_bad_messages_get_4xx_and_append_nothing(client, publisher, redis_client,
+                                                  payload, status):
+    response = post(client, "/api/v1/messages", publisher, payload)
+
+    assert response.status_code == status
+    assert body(response)["code"] == status and body(response)["message"]
+    assert redis_client.xlen(keys.stream("mypush")) == 0
+
+
+@pytest.mark.parametrize("payload", ["{", "[]", {"ttl": 0}, {"id": "a b"}, {"id": "x", "ttl": -1},
+                                     {"id": "x", "ttl": "10"}, {"id": "x", "ttl": True},
+                                     {"id": "x", "ttl": 1.5}])
+def test_bad_channels_get_400_and_create_nothing(client, publisher, redis_client, payload):
+    response = post(client, "/api/v1/channels", publisher, payload)
+
+    assert response.status_code == 400
+    assert redis_client.zcard(keys.channel_index("mypush")) == 0
+
+
+def test_idempotency_key_returns_the_same_id(client, publisher, redis_client):
+    headers = {**publisher, "Idempotency-Key": "order-42"}
+    message = {"channels": ["news"], "content": "once"}
+
+    first = post(client, "/api/v1/messages", headers, message)
+    second = post(client, "/api/v1/messages", headers, message)
+
+    assert body(first)["id"] == body(second)["id"]
+    assert redis_client.xlen(keys.stream("mypush")) == 1
+
+
+def test_isolation_between_instances(client, redis_client):
+    env_a = running_instance(client, "alpha")
+    env_b = running_instance(client, "beta")
+    a = {**basic("alpha", env_a["PUSHAAS_PASSWORD"]), "Content-Type": "application/json"}
+    cross = {**basic("beta", env_a["PUSHAAS_PASSWORD"]), "Content-Type": "application/json"}
+    post(client, "/api/v1/channels", a, {"id": "secret", "ttl": 0})
+
+    assert env_a["PUSHAAS_PASSWORD"] != env_b["PUSHAAS_PASSWORD"]
+    for method, path in [("get", "/api/v1/channels"), ("get", "/api/v1/channels/secret"),
+                         ("get", "/api/v1/stats/global"), ("get", "/api/v1/config"),
+                         ("delete", "/api/v1/channels/secret"), ("get", "/api/v1/auth")]:
+        assert getattr(client.http, method)(path, headers=cross).status_code == 401, path
+    assert post(client, "/api/v1/messages", cross,
+                {"channels": ["secret"], "content": "x"}).status_code == 401
+    assert redis_client.xlen(keys.stream("beta")) == 0
+    b = {**basic("beta", env_b["PUSHAAS_PASSWORD"])}
+    assert body(client.http.get("/api/v1/channels", headers=b)) == []
+
+
+def test_redis_down_gives_fast_503(client, publisher, monkeypatch):
+    from chalicelib import services
+
+    svc = services.current()
+    broken = type(svc.redis).from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    monkeypatch.setattr(svc, "redis", broken)
+    monkeypatch.setattr(svc.store, "redis", broken)
+
+    response = post(client, "/api/v1/messages", publisher, {"channels": ["a"], "content": "x"})
+
+    assert response.status_code == 503
+    assert body(response)["code"] == 503
