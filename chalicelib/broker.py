@@ -115,7 +115,7 @@ def instance_info(svc: Services, name: str) -> list[dict[str, str]]:
         ("Push stream URL", instance.push_stream_url or "(not ready yet)"),
         ("Channels", str(summary.channels)),
         ("Subscribers", str(summary.subscribers)),
-        ("Messages", str(summary.messages)),
+        ("Messages retained", str(summary.messages)),
         ("Agents reporting", str(summary.agents)),
     ]
     if instance.reason:

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine for PushaaS: system packages (only those
+# missing), a virtualenv in .venv and the Python packages. Safe to run again: it only
+# does what is left to do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "bootstrap: PushaaS needs Python 3.11 or newer as '$python'" >&2
+    exit 1
+fi
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+ls /usr/lib/nginx/modules/ngx_nchan_module.so /usr/share/nginx/modules/ngx_nchan_module.so \
+    >/dev/null 2>&1 || missing+=(libnginx-mod-nchan)
+"$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+[ -n "${EXTRA_DEBIAN_PACKAGES:-}" ] && missing+=(${EXTRA_DEBIAN_PACKAGES})
+
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "bootstrap: installing Debian packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "bootstrap: creating .venv"
+    "$python" -m venv .venv
+fi
+
+stamp=.venv/.requirements.sha256
+wanted=$(cat requirements.txt requirements-dev.txt containers/push-agent/requirements.txt \
+    | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "bootstrap: installing Python packages"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r requirements-dev.txt \
+        -r containers/push-agent/requirements.txt
+    echo "$wanted" > "$stamp"
+fi
