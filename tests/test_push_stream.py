@@ -16,11 +16,11 @@ from websockets.sync.client import connect
 
 from chalicelib.envelope import envelope
 from tests.nginx import PYTHON, RENDER_SCRIPT, NginxFront, NginxReplica, load_render
+from tests.subscribers import EVENT_STREAM, EventReader
 
 pytestmark = pytest.mark.timeout(30)
 
 READ_TIMEOUT = 5.0
-EVENT_STREAM = {"Accept": "text/event-stream"}
 
 
 @pytest.fixture
@@ -38,27 +38,6 @@ def client() -> Iterator[httpx.Client]:
 def entry(n: int, channel: str = "news") -> bytes:
     """The envelope of the n-th stream entry on a channel, as the agent publishes it."""
     return envelope(f"1700000000{n:03d}-0", channel, f"message {n} on {channel}")
-
-
-class EventReader:
-    """Reads EventSource events off an open streaming response."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.chunks = response.iter_raw()
-        self.buffer = b""
-
-    def next(self) -> tuple[str, bytes]:
-        """The next event carrying data, as (id, data); comments (pings) are skipped."""
-        while True:
-            block, sep, rest = self.buffer.partition(b"\n\n")
-            if not sep:
-                self.buffer += next(self.chunks)
-                continue
-
-            self.buffer = rest
-            fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
-            if b"data" in fields:
-                return fields.get(b"id", b"").decode(), fields[b"data"]
 
 
 def receive(client: httpx.Client, replica: NginxReplica, url: str, channel: str,

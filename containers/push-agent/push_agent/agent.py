@@ -1,0 +1,239 @@
+"""The agent's main loop: read a batch, publish it, advance the cursor; stop on a signal."""
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from push_agent.backoff import Backoff
+from push_agent.cursor import CursorStore, LoadedCursor
+from push_agent.entries import plan_batch
+from push_agent.heartbeat import Heartbeat
+from push_agent.http import HttpPool
+from push_agent.keepalive import ChannelKeeper
+from push_agent.logs import describe
+from push_agent.nchan import NchanClient
+from push_agent.publisher import Publisher
+from push_agent.settings import Settings, redact_url
+from push_agent.state import AgentState
+from push_agent.stats import StatsReporter
+from push_agent.stream import GapReporter, InstanceStream, retention_gap
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 1000
+"""XREAD blocks this long: idle agents cost one round trip a second and stop promptly."""
+
+SHUTDOWN_GRACE = 5.0
+HTTP_TIMEOUT = 10.0
+REDIS_SOCKET_TIMEOUT = 5.0
+CONTROL_CONNECTIONS = 2
+"""Stats and keepalive get their own connections so they never delay delivery."""
+
+TRANSIENT = (RedisError, OSError)
+
+T = TypeVar("T")
+
+
+class Agent:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.stopping = asyncio.Event()
+        self.in_batch = False
+        self.heartbeat = Heartbeat(settings.heartbeat_path)
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=REDIS_SOCKET_TIMEOUT,
+            socket_connect_timeout=3.0,
+            retry=Retry(NoBackoff(), 0),
+            client_name=f"pushaas-agent-{settings.agent_id}",
+        )
+        nginx = settings.nginx
+        self.publish_pool = HttpPool(nginx.host, nginx.port, settings.concurrency, HTTP_TIMEOUT)
+        self.control_pool = HttpPool(nginx.host, nginx.port, CONTROL_CONNECTIONS, HTTP_TIMEOUT)
+        self.stream = InstanceStream(self.redis, settings.instance)
+        self.cursors = CursorStore(self.redis, settings.instance, settings.agent_id)
+        self.gaps = GapReporter(settings.instance, settings.agent_id)
+
+    async def run(self) -> int:
+        """Deliver until SIGTERM/SIGINT; returns the process exit code."""
+        self._install_signal_handlers()
+        try:
+            loaded = await self._retry_redis("load cursor", self._load_cursor)
+            if loaded is None:
+                return 0
+            return await self._serve(loaded)
+        finally:
+            await self._close()
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping instance=%s agent=%s", self.settings.instance,
+                     self.settings.agent_id)
+        self.stopping.set()
+
+    async def _serve(self, loaded: LoadedCursor) -> int:
+        settings = self.settings
+        self.state = AgentState(loaded.value)
+        self.publisher = Publisher(
+            NchanClient(self.publish_pool, settings.nginx.base_path), self.state,
+            settings.instance, settings.concurrency, on_retry=self.heartbeat.beat,
+        )
+        log.info(
+            "agent started instance=%s agent=%s nginx=%s redis=%s cursor=%s saved_cursor=%s "
+            "batch=%d concurrency=%d",
+            settings.instance, settings.agent_id, settings.nginx.url,
+            redact_url(settings.redis_url), loaded.value, loaded.saved, settings.batch,
+            settings.concurrency,
+        )
+        if loaded.saved:
+            await self._check_gap_at_start(loaded.value)
+
+        background = self._start_background()
+        delivery = asyncio.create_task(self._deliver(), name="delivery")
+        stop_wait = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait({delivery, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+
+        stop_wait.cancel()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(stop_wait, *background, return_exceptions=True)
+        code = await self._finish(delivery)
+        log.info(
+            "agent stopped instance=%s agent=%s cursor=%s delivered=%d uptime=%.1fs",
+            settings.instance, settings.agent_id, self.state.cursor, self.state.delivered,
+            self.state.uptime,
+        )
+        return code
+
+    async def _finish(self, delivery: asyncio.Task) -> int:
+        """Let a batch in flight complete within the grace period, then cancel."""
+        if not delivery.done() and not self.in_batch:
+            delivery.cancel()
+
+        done, _ = await asyncio.wait({delivery}, timeout=SHUTDOWN_GRACE)
+        if not done:
+            log.warning(
+                "batch in flight abandoned at shutdown instance=%s agent=%s cursor=%s "
+                "(it will be delivered again on restart)",
+                self.settings.instance, self.settings.agent_id, self.state.cursor,
+            )
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
+            return 0
+
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.error("delivery loop crashed instance=%s", self.settings.instance,
+                      exc_info=delivery.exception())
+            return 1
+        return 0
+
+    def _start_background(self) -> list[asyncio.Task]:
+        settings = self.settings
+        control = NchanClient(self.control_pool, settings.nginx.base_path)
+        stats = StatsReporter(
+            self.redis, control, self.stream, self.state, self.gaps, settings.instance,
+            settings.agent_id, settings.stats_interval,
+        )
+        keeper = ChannelKeeper(self.redis, control, settings.instance,
+                               settings.keepalive_interval)
+        return [
+            asyncio.create_task(stats.run(), name="stats"),
+            asyncio.create_task(keeper.run(), name="keepalive"),
+        ]
+
+    async def _deliver(self) -> None:
+        """Read, publish, save; a batch is never followed by another before its cursor is saved.
+
+        That ordering bounds the duplicates after a crash to one batch.
+        """
+        while not self.stopping.is_set():
+            self.heartbeat.beat()
+            entries = await self._retry_redis("read stream", self._read)
+            if not entries:
+                continue
+
+            self.in_batch = True
+            try:
+                last_id = entries[-1][0]
+                self.state.read_position = last_id
+                await self.publisher.publish_batch(plan_batch(self.settings.instance, entries))
+                save = partial(self.cursors.save, last_id)
+                await self._retry_redis("save cursor", save, until_stopped=False)
+                self.state.cursor = last_id
+                log.debug("batch delivered instance=%s entries=%d cursor=%s",
+                          self.settings.instance, len(entries), last_id)
+            finally:
+                self.in_batch = False
+
+    async def _read(self) -> list:
+        return await self.stream.read(self.state.cursor, self.settings.batch, BLOCK_MS)
+
+    async def _load_cursor(self) -> LoadedCursor:
+        return await self.cursors.load(self.settings.buffer_seconds)
+
+    async def _check_gap_at_start(self, cursor: str) -> None:
+        try:
+            info = await self.stream.info()
+        except TRANSIENT as exc:
+            log.warning("stream info failed instance=%s error=%s", self.settings.instance,
+                        describe(exc))
+            return
+        self.gaps.report(retention_gap(cursor, info))
+
+    async def _retry_redis(
+        self, what: str, call: Callable[[], Awaitable[T]], until_stopped: bool = True,
+    ) -> T | None:
+        """Run ``call`` until Redis answers; None if the agent stops first.
+
+        With ``until_stopped=False`` it keeps trying during shutdown too (the cursor save
+        of a finished batch); the shutdown grace period bounds it.
+        """
+        backoff = Backoff()
+        while not (until_stopped and self.stopping.is_set()):
+            try:
+                return await call()
+            except TRANSIENT as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "redis unavailable instance=%s operation=%s attempt=%d delay=%.2fs "
+                    "error=%s",
+                    self.settings.instance, what, backoff.attempt, delay, describe(exc),
+                )
+                self.heartbeat.beat()
+                if until_stopped:
+                    await self._pause(delay)
+                else:
+                    await asyncio.sleep(delay)
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, waking early when the agent is told to stop."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+
+    async def _close(self) -> None:
+        started = time.monotonic()
+        await self.publish_pool.close()
+        await self.control_pool.close()
+        try:
+            await self.redis.aclose()
+        except TRANSIENT as exc:
+            log.debug("redis close failed error=%r", exc)
+        self.heartbeat.remove()
+        log.debug("connections closed in %.3fs", time.monotonic() - started)

@@ -1,0 +1,49 @@
+"""What the delivery loop knows and the stats reporter shows: cursor, counts, channels."""
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+RECENT_CHANNELS = 1000
+"""Bound on the channels remembered for per-channel stats (least recently used go first)."""
+
+
+class RecentChannels:
+    """Channels this agent published to lately, with how many messages each got."""
+
+    def __init__(self, limit: int = RECENT_CHANNELS):
+        self.limit = limit
+        self._published: OrderedDict[str, int] = OrderedDict()
+
+    def record(self, channel: str) -> None:
+        self._published[channel] = self._published.pop(channel, 0) + 1
+        if len(self._published) > self.limit:
+            self._published.popitem(last=False)
+
+    def published(self, channel: str) -> int:
+        return self._published.get(channel, 0)
+
+    def channels(self) -> list[str]:
+        return list(self._published)
+
+
+@dataclass
+class AgentState:
+    """Shared between the delivery loop (writer) and the reporters (readers)."""
+
+    cursor: str
+    read_position: str = ""
+    delivered: int = 0
+    started: float = field(default_factory=time.monotonic)
+    recent: RecentChannels = field(default_factory=RecentChannels)
+
+    def __post_init__(self) -> None:
+        self.read_position = self.read_position or self.cursor
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    def record_delivery(self, channel: str) -> None:
+        self.delivered += 1
+        self.recent.record(channel)

@@ -1,0 +1,28 @@
+"""Redis stream ids ("<milliseconds>-<sequence>") as comparable values."""
+
+StreamId = tuple[int, int]
+
+
+def parse(entry_id: str) -> StreamId:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``; raises ValueError otherwise."""
+    millis, sep, sequence = entry_id.partition("-")
+    if not sep or not millis.isdigit() or not sequence.isdigit():
+        raise ValueError(f"not a stream id: {entry_id!r}")
+    return int(millis), int(sequence)
+
+
+def is_valid(entry_id: str) -> bool:
+    try:
+        parse(entry_id)
+    except ValueError:
+        return False
+    return True
+
+
+def at_time(unix_seconds: float) -> str:
+    """The smallest id a stream could assign at that moment."""
+    return f"{max(0, int(unix_seconds * 1000))}-0"
+
+
+def millis(entry_id: str) -> int:
+    return parse(entry_id)[0]
