@@ -6,12 +6,13 @@ by ``api_view`` so errors become JSON in one place.
 
 import logging
 import os
+from collections.abc import Callable
 
 from chalice import Chalice, Response
 
 from chalicelib import broker, pushapi, services
 from chalicelib.credentials import check_broker
-from chalicelib.http import JSON_TYPES, api_view, base_url, created, empty
+from chalicelib.http import JSON_TYPES, api_view, base_url, created, empty, normalize_error
 from chalicelib.tsuru_request import TsuruFields, parse
 
 app = Chalice(app_name="pushaas")
@@ -20,6 +21,11 @@ logging.basicConfig(level=os.environ.get("PUSHAAS_LOG_LEVEL", "INFO"),
 
 TSURU_TYPES = ["application/x-www-form-urlencoded", "application/json"]
 view = api_view(lambda: app.current_request)
+
+
+@app.middleware("http")
+def uniform_errors(event: object, get_response: Callable[[object], Response]) -> Response:
+    return normalize_error(get_response(event))
 
 
 def _broker() -> tuple[services.Services, TsuruFields]:

@@ -30,6 +30,14 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+def normalize_error(response: Response) -> Response:
+    """Give Chalice's own errors (415, 405, ...) the ``{"code", "message"}`` shape too."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
+        return response
+    return error_response(response.status_code, str(body.get("Message") or body["Code"]))
+
+
 def api_view(current_request: Callable[[], Request]) -> Callable:
     """Decorator factory: ``@api_view(lambda: app.current_request)``."""
 

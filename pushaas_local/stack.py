@@ -16,6 +16,7 @@ import hmac
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -112,35 +113,43 @@ def derive_broker_password(master_key: str) -> str:
     return hmac.new(master_key.encode(), b"broker", hashlib.sha256).hexdigest()[:32]
 
 
-def walkthrough(api_url: str, username: str, password: str) -> str:
-    """The copy-paste tour of the local stack (the README shows the same text)."""
-    auth = f"-u '{username}:{password}'"
-    return f"""\
+def walkthrough() -> str:
+    """The copy-paste tour of the local stack, once ``API`` and ``AUTH`` are set.
+
+    The README shows this very text (a test keeps them equal); the banner prints it
+    after the two variable lines with this run's real values.
+    """
+    return """\
 # 1. Create an instance (what `tsuru service-instance-add pushaas mypush -p small` does):
-curl -sS {auth} -d name=mypush -d plan=small -d team=myteam -d user=me@example.com \\
-  {api_url}/resources
+curl -sS -u "$AUTH" -d name=mypush -d plan=small -d team=myteam -d user=me@example.com \\
+  $API/resources
 
 # 2. Wait until it runs (202 pending, 204 running, 500 failed):
 for i in $(seq 60); do
-  code=$(curl -s -o /dev/null -w '%{{http_code}}' {auth} {api_url}/resources/mypush/status)
+  code=$(curl -s -o /dev/null -w '%{http_code}' -u "$AUTH" $API/resources/mypush/status)
   [ "$code" = 204 ] && echo running && break; sleep 1
 done
 
 # 3. Bind an app and export the environment the app receives:
-eval "$(curl -sS {auth} -d app-name=myapp -d app-host=myapp.example.com \\
-  {api_url}/resources/mypush/bind-app | python3 -c 'import json, shlex, sys
-for name, value in json.load(sys.stdin).items(): print(f"export {{name}}={{shlex.quote(value)}}")')"
+eval "$(curl -sS -u "$AUTH" -d app-name=myapp -d app-host=myapp.example.com \\
+  $API/resources/mypush/bind-app | python3 -c 'import json, shlex, sys
+for name, value in json.load(sys.stdin).items(): print(f"export {name}={shlex.quote(value)}")')"
 
 # 4. Subscribe in the background (the message shows up here):
 curl -sN -H 'Accept: text/event-stream' $PUSHAAS_PUSH_STREAM_URL/ev/news & sleep 1
 
 # 5. Publish as the app does:
 curl -u "$PUSHAAS_USERNAME:$PUSHAAS_PASSWORD" -H 'Content-Type: application/json' \\
-  -d '{{"channels":["news"],"content":"hello"}}' $PUSHAAS_ENDPOINT/api/v1/messages
+  -d '{"channels":["news"],"content":"hello"}' $PUSHAAS_ENDPOINT/api/v1/messages
 
 # 6. Stop the subscriber:
-kill %1
+sleep 1; kill %1
 """
+
+
+def walkthrough_variables(api_url: str, username: str, password: str) -> str:
+    """The two lines the walkthrough starts from, with this run's values."""
+    return f"API={api_url}\nAUTH={shlex.quote(f'{username}:{password}')}\n"
 
 
 def _port(env: Mapping[str, str], name: str) -> int | None:
@@ -295,7 +304,8 @@ class Stack:
             + ("  (derived from the master key)" if config.password_derived else ""),
             f"state and logs:   {config.state_dir}",
             "",
-            walkthrough(config.api_url, config.broker_username, config.broker_password),
+            walkthrough_variables(config.api_url, config.broker_username,
+                                  config.broker_password) + walkthrough(),
             f"{READY_MARKER}: {config.api_url}  (Ctrl-C stops everything)",
         ]
         return "\n".join(lines)
@@ -381,12 +391,21 @@ def _redis_answers(url: str) -> bool:
         client.close()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     output = Output(sys.stdout)
     try:
         config = load_config(os.environ, Path.cwd())
     except StackError as exc:
         output.line(f"[stack] cannot start: {exc}")
+        return 2
+
+    if args == ["--broker-password"]:
+        # Lets the README's walkthrough fetch the password without it being stored.
+        print(config.broker_password)
+        return 0
+    if args:
+        output.line("usage: python -m pushaas_local.stack [--broker-password]")
         return 2
 
     stack = Stack(config, output)

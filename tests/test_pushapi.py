@@ -148,3 +148,16 @@ def test_redis_down_gives_fast_503(client, publisher, monkeypatch):
 
     assert response.status_code == 503
     assert body(response)["code"] == 503
+
+
+@pytest.mark.parametrize("method, path, content_type, status", [
+    ("post", "/api/v1/messages", "application/xml", 415),
+    ("put", "/api/v1/messages", "application/json", 405),
+    ("post", "/resources", "text/csv", 415),
+])
+def test_framework_errors_have_the_same_json_shape(client, method, path, content_type, status):
+    response = getattr(client.http, method)(path, headers={"Content-Type": content_type},
+                                            body="x")
+
+    assert response.status_code == status
+    assert body(response)["code"] == status and body(response)["message"]
