@@ -121,8 +121,8 @@ def walkthrough() -> str:
     """
     return """\
 # 1. Create an instance (what `tsuru service-instance-add pushaas mypush -p small` does):
-curl -sS -u "$AUTH" -d name=mypush -d plan=small -d team=myteam -d user=me@example.com \\
-  $API/resources
+curl -sS -w '%{http_code}\\n' -u "$AUTH" -d name=mypush -d plan=small \\
+  -d team=myteam -d user=me@example.com $API/resources
 
 # 2. Wait until it runs (202 pending, 204 running, 500 failed):
 for i in $(seq 60); do
@@ -139,7 +139,7 @@ for name, value in json.load(sys.stdin).items(): print(f"export {name}={shlex.qu
 curl -sN -H 'Accept: text/event-stream' $PUSHAAS_PUSH_STREAM_URL/ev/news & sleep 1
 
 # 5. Publish as the app does:
-curl -u "$PUSHAAS_USERNAME:$PUSHAAS_PASSWORD" -H 'Content-Type: application/json' \\
+curl -sS -u "$PUSHAAS_USERNAME:$PUSHAAS_PASSWORD" -H 'Content-Type: application/json' \\
   -d '{"channels":["news"],"content":"hello"}' $PUSHAAS_ENDPOINT/api/v1/messages
 
 # 6. Stop the subscriber:

@@ -243,3 +243,43 @@ def test_restart_brings_back_running_instances(tmp_path: Path) -> None:
             assert envelope_of(EventReader(events).next()[1])["id"] == sent
     finally:
         assert second.stop() == 0
+
+
+def test_javascript_client_calls_against_the_stack(stack: LocalStack,
+                                                   broker: httpx.Client) -> None:
+    """The calls push-api-client-javascript makes, in its order, over HTTP."""
+    env = provision(stack, broker, "jsclient")
+    base = env["PUSHAAS_PUSH_STREAM_URL"]
+
+    with publisher(env) as api:
+        # ensureChannel(id): getChannel -> 404 -> createChannel({...data, id}) with ttl 0
+        assert api.get("/api/v1/channels/news").status_code == 404
+        assert api.post("/api/v1/channels", json={"ttl": 0, "id": "news"}).status_code == 201
+        assert api.get("/api/v1/channels/news").json()["ttl"] == 0
+        assert [c["id"] for c in api.get("/api/v1/channels").json()] == ["news"]
+
+        # getConfig() tells the browser where to subscribe.
+        push_stream = api.get("/api/v1/config").json()["pushStream"]
+        assert push_stream["url"] == base
+        assert f"{push_stream['hostname']}:{push_stream['port']}" in base
+
+        with httpx.Client(timeout=10, trust_env=False) as http, \
+                http.stream("GET", f"{push_stream['url']}/ev/news",
+                            headers=EVENT_STREAM) as events:
+            wait_for_subscribers(stack, "jsclient", "news", 1)
+            sent = api.post("/api/v1/messages", json={"channels": ["news"], "content": "js"})
+            assert sent.status_code == 201
+            reader = EventReader(events)  # kept: dropping it would close the stream
+            assert envelope_of(reader.next()[1])["text"] == "js"
+
+            # getGlobalStats() / getChannelStats(id): agents report every few seconds.
+            deadline = time.monotonic() + 15
+            while api.get("/api/v1/stats/channels/news").json()["aggregated"][
+                    "subscribers"] < 1:
+                assert time.monotonic() < deadline, "agents never reported the subscriber"
+                time.sleep(0.2)
+        stats = api.get("/api/v1/stats/global").json()
+        assert stats["aggregated"]["agents"] == 1
+        assert stats["all"][0]["agent"] == "jsclient-0"
+
+        assert api.delete("/api/v1/channels/news").status_code == 204
