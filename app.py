@@ -8,11 +8,14 @@ import logging
 import os
 from collections.abc import Callable
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
+from chalice.app import CloudWatchEvent, SQSEvent
 
-from chalicelib import broker, pushapi, services
+from chalicelib import broker, ecs_events, pushapi, services
 from chalicelib.credentials import check_broker
 from chalicelib.http import JSON_TYPES, api_view, base_url, created, empty, normalize_error
+from chalicelib.reconciler import Reconciler
+from chalicelib.sqs_queue import handle_delivery
 from chalicelib.tsuru_request import TsuruFields, parse
 
 app = Chalice(app_name="pushaas")
@@ -192,3 +195,37 @@ def channel_stats(channel_id: str) -> dict:
 @view
 def config() -> dict:
     return pushapi.config(services.current(), app.current_request)
+
+
+# ---- AWS events ----------------------------------------------------------------------
+
+JOBS_QUEUE = "pushaas-jobs"
+ECS_TASK_CHANGES = {
+    "source": ["aws.ecs"],
+    "detail-type": ["ECS Task State Change"],
+    "detail": {"group": [{"prefix": "service:pushaas-"}]},
+}
+
+
+@app.on_sqs_message(queue=JOBS_QUEUE, batch_size=1)
+def handle_job(event: SQSEvent) -> None:
+    """Provision, scale and deprovision jobs; raising hands the message back to SQS."""
+    svc = services.current()
+    for record in event:
+        receive_count = int(record.to_dict().get("attributes", {})
+                            .get("ApproximateReceiveCount", 1))
+        handle_delivery(record.body, receive_count, svc, svc.settings.job_attempts)
+
+
+@app.on_cw_event(ECS_TASK_CHANGES)
+def handle_ecs_event(event: CloudWatchEvent) -> None:
+    svc = services.current()
+    change = ecs_events.parse(event.detail, svc.provisioner.instance_for_group)
+    if change is not None:
+        ecs_events.apply(change, svc.store)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def reconcile(event: CloudWatchEvent) -> None:
+    svc = services.current()
+    Reconciler(svc.store, svc.plans, svc.provisioner).run()

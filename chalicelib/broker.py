@@ -117,6 +117,7 @@ def instance_info(svc: Services, name: str) -> list[dict[str, str]]:
         ("Subscribers", str(summary.subscribers)),
         ("Messages retained", str(summary.messages)),
         ("Agents reporting", str(summary.agents)),
+        ("Task restarts", str(svc.store.task_deaths(name))),
     ]
     if instance.reason:
         items.append(("Reason", instance.reason))

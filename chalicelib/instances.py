@@ -24,7 +24,8 @@ redis.call('hset', KEYS[1], unpack(ARGV))
 return 1
 """
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A DNS label: on AWS each instance is reached at <name>.<push-stream domain>.
+NAME_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class Status(StrEnum):
@@ -80,8 +81,8 @@ class Instance:
 def validate_name(name: str) -> str:
     if not NAME_PATTERN.match(name or ""):
         raise BadRequest(
-            "instance name must be 1-63 characters of lowercase letters, digits, '-' or '_',"
-            " starting with a letter or digit"
+            "instance name must be 1-63 characters of lowercase letters, digits and '-',"
+            " starting and ending with a letter or digit"
         )
     return name
 
@@ -131,6 +132,13 @@ class InstanceStore:
 
     def set_status(self, name: str, status: Status, reason: str = "") -> None:
         self.update(name, status=status, reason=reason)
+
+    def count_task_death(self, name: str) -> int:
+        """Count a task that stopped after serving; shown in the instance info."""
+        return self.redis.hincrby(keys.instance(name), "task_deaths", 1)
+
+    def task_deaths(self, name: str) -> int:
+        return int(self.redis.hget(keys.instance(name), "task_deaths") or 0)
 
     def purge(self, name: str) -> int:
         """Delete every key of the instance and forget its name; returns keys deleted."""

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 import redis
 
 from chalicelib import settings as settings_module
+from chalicelib.errors import ConfigError
 from chalicelib.instances import InstanceStore
 from chalicelib.job_queue import RedisJobQueue
 from chalicelib.jobs import JobQueue
 from chalicelib.plans import Plan, load_plans
+from chalicelib.provisioner import Provisioner
 from chalicelib.settings import Settings
 
 
@@ -25,9 +27,25 @@ class Services:
     plans: dict[str, Plan]
     queue: JobQueue
     store: InstanceStore = field(init=False)
+    _provisioner: Provisioner | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.store = InstanceStore(self.redis)
+
+    @property
+    def provisioner(self) -> Provisioner:
+        """The ECS provisioner, built on first use (only jobs, events and the schedule need it).
+
+        In local mode provisioning happens in the local runner, never in the API process.
+        """
+        if self._provisioner is None:
+            if self.settings.provisioner != "ecs":
+                raise ConfigError("this process has no provisioner: in local mode the "
+                                  "local runner provisions instances")
+            from chalicelib.ecs import build_provisioner
+
+            self._provisioner = build_provisioner()
+        return self._provisioner
 
 
 def connect(settings: Settings) -> redis.Redis:
@@ -44,7 +62,13 @@ def connect(settings: Settings) -> redis.Redis:
 
 def build(settings: Settings) -> Services:
     client = connect(settings)
-    queue: JobQueue = RedisJobQueue(client)
+    queue: JobQueue
+    if settings.job_queue == "sqs":
+        from chalicelib.sqs_queue import SqsJobQueue
+
+        queue = SqsJobQueue(settings.jobs_queue_url or "")
+    else:
+        queue = RedisJobQueue(client)
     return Services(settings=settings, redis=client, plans=load_plans(settings.plans_file),
                     queue=queue)
 
