@@ -49,6 +49,14 @@ def plans() -> list:
     return broker.list_plans(svc)
 
 
+@app.route("/resources", methods=["GET"])
+@view
+def list_instances() -> list:
+    """Operator listing of every instance (an addition to Tsuru's API, same credentials)."""
+    svc, _ = _broker()
+    return broker.list_instances(svc)
+
+
 @app.route("/resources", methods=["POST"], content_types=TSURU_TYPES)
 @view
 def create_instance() -> Response:

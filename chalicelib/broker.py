@@ -93,6 +93,23 @@ def remove_instance(svc: Services, name: str) -> None:
     log.info("instance removal queued instance=%s", name)
 
 
+def list_instances(svc: Services) -> list[dict[str, object]]:
+    """Every instance with what an operator scans for (not part of Tsuru's API)."""
+    listing = []
+    for name in svc.store.names():
+        instance = svc.store.find(name)
+        if instance is None:
+            continue
+        plan = svc.plans.get(instance.plan)
+        listing.append({
+            "name": name, "plan": instance.plan, "status": instance.status.value,
+            "reason": instance.reason, "team": instance.team,
+            "replicas": plan.replicas if plan else None,
+            "push_stream_url": instance.push_stream_url,
+        })
+    return listing
+
+
 def instance_status(svc: Services, name: str) -> StatusReply:
     instance = svc.store.get(name)
     if instance.status is Status.RUNNING:

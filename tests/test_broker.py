@@ -184,3 +184,14 @@ def test_info_lists_label_value_pairs(client):
     assert info["Status"] == "running" and info["Plan"] == "small"
     assert info["Push stream URL"].startswith("http://")
     assert client.http.get("/resources/ghost", headers=BROKER).status_code == 404
+
+
+def test_operator_listing(client):
+    running_instance(client, "one")
+    client.http.post("/resources", headers=FORM, body="name=two&team=t&user=u&plan=large")
+
+    listing = body(client.http.get("/resources", headers=BROKER))
+
+    assert [(i["name"], i["status"], i["replicas"]) for i in listing] == [
+        ("one", "running", 1), ("two", "pending", 4)]
+    assert client.http.get("/resources").status_code == 401
