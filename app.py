@@ -11,14 +11,16 @@ from collections.abc import Callable
 from chalice import Chalice, Rate, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
-from chalicelib import broker, ecs_events, pushapi, services
+from chalicelib import broker, console, ecs_events, pushapi, services
 from chalicelib.credentials import check_broker
 from chalicelib.http import JSON_TYPES, api_view, base_url, created, empty, normalize_error
+from chalicelib.openapi import openapi_document
 from chalicelib.reconciler import Reconciler
 from chalicelib.sqs_queue import handle_delivery
 from chalicelib.tsuru_request import TsuruFields, parse
 
 app = Chalice(app_name="pushaas")
+app.register_blueprint(console.blueprint)
 logging.basicConfig(level=os.environ.get("PUSHAAS_LOG_LEVEL", "INFO"),
                     format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -149,6 +151,13 @@ def unbind_job(name: str, job: str) -> Response:
 def healthcheck() -> dict:
     services.current().redis.ping()
     return {"status": "ok"}
+
+
+@app.route("/api/openapi.json", methods=["GET"])
+@view
+def openapi() -> dict:
+    """This API's OpenAPI document, its ``servers`` set to the URL it was fetched from."""
+    return openapi_document(base_url(app.current_request))
 
 
 @app.route("/api/v1/auth", methods=["GET"])

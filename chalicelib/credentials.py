@@ -7,7 +7,6 @@ same to the caller, so a timing or error difference reveals nothing.
 """
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -22,9 +21,11 @@ def parse_basic(headers: Mapping[str, str]) -> tuple[str, str]:
     if scheme.lower() != "basic" or not encoded:
         raise Unauthorized()
 
+    # ValueError, not only binascii.Error: b64decode rejects a non-ASCII str that way, and
+    # HTTP servers hand header bytes over as latin-1 text.
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:
         raise Unauthorized() from None
 
     user, sep, password = decoded.partition(":")

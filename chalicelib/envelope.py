@@ -6,10 +6,12 @@ layout is defined once.
 """
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 FIELD_CHANNELS = "c"
 FIELD_TEXT = "t"
+# Integer arithmetic from here: seconds as a float lose milliseconds after year 2106.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def entry_fields(channels: list[str], text: str) -> dict[str, str]:
@@ -32,7 +34,7 @@ def entry_channels(fields: dict) -> list[str]:
 def entry_time(entry_id: str) -> str:
     """ISO 8601 UTC time of a stream id (its first part is milliseconds since epoch)."""
     millis = int(entry_id.split("-", 1)[0])
-    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    moment = EPOCH + timedelta(milliseconds=millis)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -31,11 +31,17 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def normalize_error(response: Response) -> Response:
-    """Give Chalice's own errors (415, 405, ...) the ``{"code", "message"}`` shape too."""
+    """Give Chalice's own errors (415, 405, ...) the ``{"code", "message"}`` shape too.
+
+    Their headers are kept: a 405 must say in ``Allow`` which methods the path takes.
+    """
     body = response.body
     if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
         return response
-    return error_response(response.status_code, str(body.get("Message") or body["Code"]))
+
+    kept = {k: v for k, v in (response.headers or {}).items()
+            if isinstance(v, str) and k.lower() != "content-type"}
+    return error_response(response.status_code, str(body.get("Message") or body["Code"]), kept)
 
 
 def api_view(current_request: Callable[[], Request]) -> Callable:

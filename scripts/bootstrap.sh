@@ -17,7 +17,11 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 ls /usr/lib/nginx/modules/ngx_nchan_module.so /usr/share/nginx/modules/ngx_nchan_module.so \
     >/dev/null 2>&1 || missing+=(libnginx-mod-nchan)
 "$python" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
-[ -n "${EXTRA_DEBIAN_PACKAGES:-}" ] && missing+=(${EXTRA_DEBIAN_PACKAGES})
+# Extra packages a target needs (make test: chromium), each only when not installed yet.
+for package in ${EXTRA_DEBIAN_PACKAGES:-}; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed' \
+        || missing+=("$package")
+done
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
@@ -42,4 +46,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install -q -r requirements-dev.txt \
         -r containers/push-agent/requirements.txt
     echo "$wanted" > "$stamp"
+fi
+
+# The pushaas client and CLI, editable: code changes need no reinstall, pyproject.toml
+# changes do. --no-deps: requirements-dev.txt above already brought its dependencies.
+cli_stamp=.venv/.pushaas-cli.sha256
+wanted=$(cat pyproject.toml requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$cli_stamp" 2>/dev/null)" != "$wanted" ] || [ ! -x .venv/bin/pushaas ]; then
+    echo "bootstrap: installing the pushaas command"
+    .venv/bin/python -m pip install -q --no-deps -e .
+    echo "$wanted" > "$cli_stamp"
 fi

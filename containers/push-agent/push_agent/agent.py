@@ -48,6 +48,7 @@ class Agent:
         self.settings = settings
         self.stopping = asyncio.Event()
         self.in_batch = False
+        self.batch_retried = False
         self.heartbeat = Heartbeat(settings.heartbeat_path)
         self.redis = aioredis.Redis.from_url(
             settings.redis_url,
@@ -60,7 +61,8 @@ class Agent:
         self.publish_pool = HttpPool(nginx.host, nginx.port, settings.concurrency, HTTP_TIMEOUT)
         self.control_pool = HttpPool(nginx.host, nginx.port, CONTROL_CONNECTIONS, HTTP_TIMEOUT)
         self.stream = InstanceStream(self.redis, settings.instance)
-        self.cursors = CursorStore(self.redis, settings.instance, settings.agent_id)
+        self.cursors = CursorStore(self.redis, settings.instance, settings.agent_id,
+                                   settings.cursor_ttl)
         self.gaps = GapReporter(settings.instance, settings.agent_id)
 
     async def run(self) -> int:
@@ -85,7 +87,7 @@ class Agent:
         self.state = AgentState(loaded.value)
         self.publisher = Publisher(
             NchanClient(self.publish_pool, settings.nginx.base_path), self.state,
-            settings.instance, settings.concurrency, on_retry=self.heartbeat.beat,
+            settings.instance, settings.concurrency, on_retry=self._publish_retried,
         )
         log.info(
             "agent started instance=%s agent=%s nginx=%s redis=%s cursor=%s saved_cursor=%s "
@@ -95,7 +97,7 @@ class Agent:
             settings.concurrency,
         )
         if loaded.saved:
-            await self._check_gap_at_start(loaded.value)
+            await self._check_gap(loaded.value)
 
         background = self._start_background()
         delivery = asyncio.create_task(self._deliver(), name="delivery")
@@ -153,7 +155,11 @@ class Agent:
     async def _deliver(self) -> None:
         """Read, publish, save; a batch is never followed by another before its cursor is saved.
 
-        That ordering bounds the duplicates after a crash to one batch.
+        That ordering bounds the duplicates after a crash to one batch. A batch that nginx
+        did not take at once held the agent up, possibly long enough for retention to trim
+        entries it has not read yet, so the stream is checked for a gap before going on
+        (the periodic stats check cannot see it: it needs nginx, and the agent rushes past
+        the gap as soon as nginx is back).
         """
         while not self.stopping.is_set():
             self.heartbeat.beat()
@@ -162,6 +168,7 @@ class Agent:
                 continue
 
             self.in_batch = True
+            self.batch_retried = False
             try:
                 last_id = entries[-1][0]
                 self.state.read_position = last_id
@@ -173,6 +180,12 @@ class Agent:
                           self.settings.instance, len(entries), last_id)
             finally:
                 self.in_batch = False
+            if self.batch_retried:
+                await self._check_gap(last_id)
+
+    def _publish_retried(self) -> None:
+        self.heartbeat.beat()
+        self.batch_retried = True
 
     async def _read(self) -> list:
         return await self.stream.read(self.state.cursor, self.settings.batch, BLOCK_MS)
@@ -180,7 +193,8 @@ class Agent:
     async def _load_cursor(self) -> LoadedCursor:
         return await self.cursors.load(self.settings.buffer_seconds)
 
-    async def _check_gap_at_start(self, cursor: str) -> None:
+    async def _check_gap(self, cursor: str) -> None:
+        """Log entries after ``cursor`` that retention trimmed before the agent read them."""
         try:
             info = await self.stream.info()
         except TRANSIENT as exc:

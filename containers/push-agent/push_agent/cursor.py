@@ -20,12 +20,19 @@ class LoadedCursor:
 
 
 class CursorStore:
-    """Reads and writes ``keys.cursor(instance, agent)``; no TTL, the record outlives restarts."""
+    """Reads and writes ``keys.cursor(instance, agent)``.
 
-    def __init__(self, redis: aioredis.Redis, instance: str, agent_id: str):
+    The cursor outlives agent restarts but not forever: on ECS every new task is a new
+    agent id, so each save renews a TTL (two days by default) that sweeps the cursors of
+    tasks long gone. A cursor only expires after that long without a delivered batch; an
+    agent starting without one begins a buffer window back.
+    """
+
+    def __init__(self, redis: aioredis.Redis, instance: str, agent_id: str, ttl: float):
         self.redis = redis
         self.instance = instance
         self.key = keys.cursor(instance, agent_id)
+        self.ttl_ms = int(ttl * 1000)
 
     async def load(self, buffer_seconds: float) -> LoadedCursor:
         """The saved cursor, or ``now - buffer_seconds`` for a brand-new replica.
@@ -46,4 +53,4 @@ class CursorStore:
         return LoadedCursor(streamids.at_time(time.time() - buffer_seconds), saved=False)
 
     async def save(self, value: str) -> None:
-        await self.redis.set(self.key, value)
+        await self.redis.set(self.key, value, px=self.ttl_ms)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from push_agent import ecs_task
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Instance and agent ids end up inside Redis keys and file names: keep them plain."""
 
@@ -48,6 +50,7 @@ class Settings:
     buffer_seconds: float = 600.0
     log_level: str = "INFO"
     heartbeat_path: str = ""
+    cursor_ttl: float = 172_800.0
 
     def __repr__(self) -> str:
         return (
@@ -58,7 +61,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
         """Build settings from ``env``; raises SettingsError naming the first bad variable."""
-        agent_id = _name(env, "PUSHAAS_AGENT_ID")
+        agent_id = _agent_id(env)
         return cls(
             redis_url=_redis_url(env),
             instance=_name(env, "PUSHAAS_INSTANCE"),
@@ -71,6 +74,7 @@ class Settings:
             buffer_seconds=_seconds(env, "PUSHAAS_BUFFER_SECONDS", 600.0, minimum=0.0),
             log_level=_log_level(env),
             heartbeat_path=env.get("PUSHAAS_AGENT_HEARTBEAT") or default_heartbeat(agent_id),
+            cursor_ttl=_seconds(env, "PUSHAAS_CURSOR_TTL", 172_800.0, minimum=60.0),
         )
 
 
@@ -101,6 +105,17 @@ def _name(env: Mapping[str, str], name: str) -> str:
     if not NAME_PATTERN.match(value):
         raise SettingsError(f"{name} must be 1-128 of [A-Za-z0-9._-], got {value!r}")
     return value
+
+
+def _agent_id(env: Mapping[str, str]) -> str:
+    """PUSHAAS_AGENT_ID, or on ECS the id of the task the agent runs in."""
+    if env.get("PUSHAAS_AGENT_ID", "").strip() or not env.get(ecs_task.METADATA_VARIABLE):
+        return _name(env, "PUSHAAS_AGENT_ID")
+
+    try:
+        return ecs_task.task_id(env[ecs_task.METADATA_VARIABLE])
+    except ecs_task.MetadataError as exc:
+        raise SettingsError(f"PUSHAAS_AGENT_ID is unset and {exc}") from None
 
 
 def _redis_url(env: Mapping[str, str]) -> str:

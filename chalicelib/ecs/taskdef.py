@@ -1,0 +1,157 @@
+"""The task definition of an instance: one Fargate task = one push-stream + one push-agent.
+
+A pure function of the instance name, its plan and the settings, so it is tested without
+AWS and a retried job asks for exactly the same definition. The containers get the same
+environment the local provisioner gives the same two processes, with the ports fixed:
+in awsvpc mode every task has its own network namespace, so 9080/9081 never clash.
+"""
+
+import hashlib
+import json
+from typing import Any
+
+from chalicelib.ecs import naming
+from chalicelib.ecs.settings import EcsSettings
+from chalicelib.plans import Plan
+from chalicelib.provisioner import ProvisionError
+
+PUBLIC_PORT = 9080
+INTERNAL_PORT = 9081
+NOFILE = 65536
+"""render.py asks nginx for two descriptors per connection (16384 by default); nginx runs
+unprivileged, so the hard limit must be granted here."""
+
+AGENT_CONFIG_EXIT = 2
+"""The agent's exit status for a bad environment: restarting it would not help."""
+
+AGENT_RESTART_PERIOD = 60
+"""A crashed agent is restarted in place (its nginx and subscribers stay up) if it ran
+this long; one that fails sooner stops the task, and ECS replaces the task."""
+
+FARGATE_MEMORY = {
+    256: range(512, 2049, 512),
+    512: range(1024, 4097, 1024),
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+    8192: range(16384, 61441, 4096),
+    16384: range(32768, 122881, 8192),
+}
+"""CPU units -> the memory sizes (MiB) Fargate accepts with them."""
+
+
+def check_fargate_size(plan: Plan) -> None:
+    """Fail with the plan's name rather than with AWS's terse 'no Fargate configuration'."""
+    sizes = FARGATE_MEMORY.get(plan.cpu)
+    if sizes is None:
+        raise ProvisionError(f"plan {plan.name!r}: Fargate has no {plan.cpu} CPU unit size "
+                             f"(one of {', '.join(map(str, FARGATE_MEMORY))})")
+    if plan.memory not in sizes:
+        raise ProvisionError(f"plan {plan.name!r}: Fargate does not run {plan.cpu} CPU units "
+                             f"with {plan.memory} MiB (from {sizes.start} to {sizes.stop - 1} "
+                             f"in steps of {sizes.step})")
+
+
+def build(name: str, plan: Plan, settings: EcsSettings) -> dict[str, Any]:
+    """The ``register_task_definition`` keyword arguments, tags included."""
+    check_fargate_size(plan)
+    definition: dict[str, Any] = {
+        "family": naming.family(name),
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": str(plan.cpu),
+        "memory": str(plan.memory),
+        "executionRoleArn": settings.execution_role_arn,
+        "taskRoleArn": settings.task_role_arn,
+        "containerDefinitions": [
+            _push_stream(plan, settings),
+            _push_agent(name, plan, settings),
+        ],
+    }
+    tags = naming.ecs_tags(name) + [{"key": naming.TAG_SPEC, "value": spec_digest(definition)}]
+    return {**definition, "tags": tags}
+
+
+def spec_digest(definition: dict[str, Any]) -> str:
+    """A fingerprint of what we ask for, stored as a tag on the revision.
+
+    AWS echoes a definition back with defaults filled in, so comparing our request with
+    the described revision field by field would see differences that are not there.
+    Comparing fingerprints tells exactly whether the latest revision is the one we want.
+    """
+    wanted = {key: value for key, value in definition.items() if key != "tags"}
+    canonical = json.dumps(wanted, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _push_stream(plan: Plan, settings: EcsSettings) -> dict[str, Any]:
+    """nginx + Nchan; the image's CMD (``render.py run``) starts it."""
+    return {
+        "name": naming.PUSH_STREAM,
+        "image": settings.push_stream_image,
+        "essential": True,
+        "portMappings": [{"containerPort": PUBLIC_PORT, "protocol": "tcp"}],
+        "environment": _environment({
+            "PUSH_STREAM_PUBLIC_ADDR": "0.0.0.0",
+            "PUSH_STREAM_PUBLIC_PORT": str(PUBLIC_PORT),
+            "PUSH_STREAM_INTERNAL_PORT": str(INTERNAL_PORT),
+            "PUSH_STREAM_BUFFER_LENGTH": str(plan.buffer_length),
+            "PUSH_STREAM_BUFFER_SECONDS": str(plan.buffer_seconds),
+            "PUSH_STREAM_WORKERS": str(max(1, plan.cpu // 1024)),
+        }),
+        "ulimits": [{"name": "nofile", "softLimit": NOFILE, "hardLimit": NOFILE}],
+        "healthCheck": {
+            "command": ["CMD", "python3", "/opt/push-stream/render.py", "health"],
+            "interval": 10, "timeout": 3, "retries": 3, "startPeriod": 5,
+        },
+        "logConfiguration": _logs(settings, naming.PUSH_STREAM),
+    }
+
+
+def _push_agent(name: str, plan: Plan, settings: EcsSettings) -> dict[str, Any]:
+    """The agent; its Redis URL carries the auth token, so it arrives as an ECS secret.
+
+    No PUSHAAS_AGENT_ID: a task definition cannot give each task its own value. The agent
+    takes its task's id from the ECS metadata endpoint, which stays the same when the
+    agent container is restarted in place, so a restarted agent resumes its own cursor.
+    """
+    return {
+        "name": naming.PUSH_AGENT,
+        "image": settings.push_agent_image,
+        "essential": True,
+        "environment": _environment({
+            "PUSHAAS_INSTANCE": name,
+            "PUSHAAS_NGINX_URL": f"http://127.0.0.1:{INTERNAL_PORT}",
+            "PUSHAAS_BUFFER_SECONDS": str(plan.buffer_seconds),
+        }),
+        "secrets": [{"name": "PUSHAAS_REDIS_URL", "valueFrom": settings.agent_redis_secret_arn}],
+        "dependsOn": [{"containerName": naming.PUSH_STREAM, "condition": "HEALTHY"}],
+        "restartPolicy": {
+            "enabled": True,
+            "ignoredExitCodes": [AGENT_CONFIG_EXIT],
+            "restartAttemptPeriod": AGENT_RESTART_PERIOD,
+        },
+        "healthCheck": {
+            "command": ["CMD", "python", "-m", "push_agent.health"],
+            "interval": 15, "timeout": 5, "retries": 3, "startPeriod": 20,
+        },
+        "logConfiguration": _logs(settings, naming.PUSH_AGENT),
+    }
+
+
+def _environment(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": key, "value": value} for key, value in sorted(values.items())]
+
+
+def _logs(settings: EcsSettings, container: str) -> dict[str, Any]:
+    """awslogs, non-blocking: a slow CloudWatch must never stall nginx or the agent."""
+    return {
+        "logDriver": "awslogs",
+        "options": {
+            "awslogs-group": settings.log_group,
+            "awslogs-region": settings.region,
+            "awslogs-stream-prefix": container,
+            "mode": "non-blocking",
+            "max-buffer-size": "4m",
+        },
+    }
