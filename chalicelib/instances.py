@@ -140,6 +140,13 @@ class InstanceStore:
     def task_deaths(self, name: str) -> int:
         return int(self.redis.hget(keys.instance(name), "task_deaths") or 0)
 
+    def converged_at(self, name: str) -> float:
+        """When the reconciler last converged the instance's delivery tier (0: never)."""
+        return float(self.redis.hget(keys.instance(name), "converged_at") or 0)
+
+    def mark_converged(self, name: str, when: float) -> None:
+        self.redis.hset(keys.instance(name), "converged_at", str(when))
+
     def purge(self, name: str) -> int:
         """Delete every key of the instance and forget its name; returns keys deleted."""
         deleted = 0

@@ -28,6 +28,10 @@ SETTLE_SECONDS = 120
 
 AGENT_SILENCE_SECONDS = 120
 
+CONVERGE_EVERY_SECONDS = 900
+"""A full convergence of each healthy instance this often rolls out new images and settings:
+it registers a new task definition only when what is wanted differs."""
+
 
 class ServiceState(Protocol):
     exists: bool
@@ -101,10 +105,19 @@ class Reconciler:
                               push_stream_url=placement.push_stream_url,
                               reason="service was missing and has been recreated")
             self._repaired(report, name, "recreated a missing service")
-        elif state.desired != plan.replicas:
+            self.store.mark_converged(name, self.now())
+            return
+
+        if state.desired != plan.replicas:
             self.provisioner.scale(instance, plan)
             self._repaired(report, name, f"desired count {state.desired} -> {plan.replicas}")
-        elif instance.status is Status.PENDING and state.running > 0:
+            self.store.mark_converged(name, self.now())
+        elif self.now() - self.store.converged_at(name) > CONVERGE_EVERY_SECONDS:
+            self.provisioner.scale(instance, plan)
+            self.store.mark_converged(name, self.now())
+            log.info("periodic convergence instance=%s", name)
+
+        if instance.status is Status.PENDING and state.running > 0:
             self.store.set_status(name, Status.RUNNING)
             self._repaired(report, name, "marked running (missed task event)")
         elif instance.status is Status.RUNNING and state.running == 0:

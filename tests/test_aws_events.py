@@ -63,6 +63,7 @@ def add(store: InstanceStore, name: str, status: Status, age: float = 600.0) -> 
     store.create(Instance(name=name, plan="small"))
     store.update(name, status=status)
     store.redis.hset(keys.instance(name), "updated", str(time.time() - age))
+    store.mark_converged(name, time.time() - 60)
 
 
 def event(name: str, status: str, started: bool = False, **extra: object) -> dict:
@@ -197,3 +198,15 @@ def test_reconciler_trims_expired_channels_and_silent_agents(store):
 
     assert store.redis.zrange(keys.channel_index("a"), 0, -1) == ["live"]
     assert store.redis.zrange(keys.agents("a"), 0, -1) == ["here"]
+
+
+def test_reconciler_converges_each_instance_periodically(store):
+    add(store, "stale", Status.RUNNING)
+    add(store, "recent", Status.RUNNING)
+    store.mark_converged("stale", time.time() - 3600)
+    provisioner = Inspectable({"stale": State(), "recent": State()})
+
+    Reconciler(store, load_plans(), provisioner).run()
+
+    assert provisioner.calls == [("scale", "stale")]
+    assert time.time() - store.converged_at("stale") < 5
