@@ -15,7 +15,7 @@ import redis
 from chalicelib import keys
 from chalicelib.channels import validate_id
 from chalicelib.envelope import FIELD_CHANNELS, FIELD_TEXT
-from chalicelib.errors import BadRequest, PayloadTooLarge, TooManyRequests
+from chalicelib.errors import BadRequest, PayloadTooLarge, TooManyRequests, Unavailable
 from chalicelib.plans import Plan
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,19 @@ def validate_idempotency_key(value: str | None) -> str | None:
     return value
 
 
+REPLICA_WAIT_MS = 500
+
+
 def publish(client: redis.Redis, instance: str, plan: Plan, channels: list[str], text: str,
-            idempotency_key: str | None = None) -> str:
-    """Append one message; returns its stream id (the same id for a repeated key)."""
+            idempotency_key: str | None = None, min_replicas: int = 0) -> str:
+    """Append one message; returns its stream id (the same id for a repeated key).
+
+    With ``min_replicas`` (ElastiCache, where no append-only file exists) the 2xx also
+    waits until that many replicas hold the entry, so a failover cannot lose a message
+    the publisher was told is stored. If they do not answer in time the publisher gets
+    a 503 and should retry with the same Idempotency-Key: the entry is not appended
+    twice.
+    """
     idem = keys.idempotency(instance, idempotency_key or "-")
     outcome, value = client.eval(
         _PUBLISH, 3, keys.stream(instance), idem, keys.publish_rate(instance),
@@ -95,4 +105,8 @@ def publish(client: redis.Redis, instance: str, plan: Plan, channels: list[str],
         )
     if outcome == "duplicate":
         log.info("duplicate publish instance=%s id=%s", instance, value)
+    if min_replicas and client.wait(min_replicas, REPLICA_WAIT_MS) < min_replicas:
+        log.warning("publish not replicated in time instance=%s id=%s", instance, value)
+        raise Unavailable("the message is not replicated yet; retry with the same "
+                          "Idempotency-Key")
     return value

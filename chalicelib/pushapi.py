@@ -40,7 +40,8 @@ def post_message(svc: Services, request: Request) -> Response:
     channels, text = messages.validate_message(plan, json_body(request))
     key = messages.validate_idempotency_key(header(request, "idempotency-key"))
 
-    entry_id = messages.publish(svc.redis, instance.name, plan, channels, text, key)
+    entry_id = messages.publish(svc.redis, instance.name, plan, channels, text, key,
+                                min_replicas=svc.settings.redis_min_replicas)
     log.info("message appended instance=%s id=%s channels=%d bytes=%d",
              instance.name, entry_id, len(channels), len(text.encode()))
     return created({"id": entry_id, "channels": channels})

@@ -54,6 +54,7 @@ class Settings:
     redis_timeout: float = 2.0
     job_attempts: int = 3
     jobs_queue_url: str | None = None
+    redis_min_replicas: int = 0
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -82,6 +83,13 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
     if value <= 0:
         raise ConfigError(f"{name} must be positive")
     return value
+
+
+def _count(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name, "").strip() or "0"
+    if not raw.isdigit() or int(raw) > 5:
+        raise ConfigError(f"{name} must be a whole number from 0 to 5, not {raw!r}")
+    return int(raw)
 
 
 def _with_secrets(env: Mapping[str, str],
@@ -135,4 +143,5 @@ def from_env(env: Mapping[str, str] | None = None,
         plans_file=env.get("PUSHAAS_PLANS_FILE") or None,
         redis_timeout=_positive_number(env, "PUSHAAS_REDIS_TIMEOUT", 2.0),
         job_attempts=int(_positive_number(env, "PUSHAAS_JOB_ATTEMPTS", 3)),
+        redis_min_replicas=_count(env, "PUSHAAS_REDIS_MIN_REPLICAS"),
     )

@@ -1,6 +1,7 @@
 """The push-api, in-process with real Redis: the JS client's calls, limits, isolation."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -161,3 +162,22 @@ def test_framework_errors_have_the_same_json_shape(client, method, path, content
 
     assert response.status_code == status
     assert body(response)["code"] == status and body(response)["message"]
+
+
+def test_publish_waits_for_replicas_when_asked(client, publisher, redis_client, monkeypatch):
+    from chalicelib import services
+
+    svc = services.current()
+    monkeypatch.setattr(svc, "settings", replace(svc.settings, redis_min_replicas=1))
+
+    response = post(client, "/api/v1/messages", {**publisher, "Idempotency-Key": "k1"},
+                    {"channels": ["news"], "content": "x"})
+
+    # The test Redis has no replica: the entry is stored, the publisher is told to retry.
+    assert response.status_code == 503
+    assert "Idempotency-Key" in body(response)["message"]
+    assert redis_client.xlen(keys.stream("mypush")) == 1
+    monkeypatch.setattr(svc, "settings", replace(svc.settings, redis_min_replicas=0))
+    retried = post(client, "/api/v1/messages", {**publisher, "Idempotency-Key": "k1"},
+                   {"channels": ["news"], "content": "x"})
+    assert retried.status_code == 201 and redis_client.xlen(keys.stream("mypush")) == 1
