@@ -14,6 +14,13 @@ from chalicelib.errors import BadRequest
 
 LIST_FIELDS = frozenset({"tags", "app-hosts", "app-internal-hosts", "app-cluster-addresses"})
 
+# Fields the broker reads: these must be strings. Anything else Tsuru sends, now or in a
+# later version, is ignored whatever its type, so a new Tsuru field never breaks a bind.
+SCALAR_FIELDS = frozenset({
+    "name", "plan", "team", "user", "eventid", "description", "app-name", "app-host",
+    "unit-host", "job-name",
+})
+
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
@@ -92,7 +99,7 @@ def _parse_json(text: str) -> TsuruFields:
             continue
         elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
             fields.values[name] = str(value)
-        else:
+        elif name in SCALAR_FIELDS:
             raise BadRequest(f"{json_name} must be a string")
     return fields
 

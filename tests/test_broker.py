@@ -195,3 +195,13 @@ def test_operator_listing(client):
     assert [(i["name"], i["status"], i["replicas"]) for i in listing] == [
         ("one", "running", 1), ("two", "pending", 4)]
     assert client.http.get("/resources").status_code == 401
+
+
+def test_unknown_json_fields_of_any_type_are_ignored(client, redis_client):
+    payload = {"name": "future", "team": "t", "user": "u", "newTsuruField": {"a": [1]},
+               "anotherOne": [1, 2], "flag": True}
+
+    response = client.http.post("/resources", headers=JSON, body=json.dumps(payload))
+
+    assert response.status_code == 201
+    assert redis_client.hget(keys.instance("future"), "team") == "t"
