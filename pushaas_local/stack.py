@@ -289,6 +289,8 @@ class Stack:
 
     def stop(self) -> None:
         """Runner first (it stops the instances), then the API, then Redis."""
+        if self.stopping.is_set():
+            self.output.line("[stack] stop requested, stopping")
         order = {"runner": 0, "api": 1, "redis": 2}
         for child in sorted(self.children, key=lambda c: order.get(c.name, 1)):
             child.stop()
@@ -411,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(config, output)
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        output.line(f"[stack] {signal.Signals(signum).name} received, stopping")
+        # Only set the event: the handler runs on the main thread, which may be inside
+        # Output.line holding its lock; printing here could deadlock. stop() says it.
         stack.stopping.set()
 
     signal.signal(signal.SIGINT, request_stop)

@@ -181,3 +181,35 @@ def test_publish_waits_for_replicas_when_asked(client, publisher, redis_client, 
     retried = post(client, "/api/v1/messages", {**publisher, "Idempotency-Key": "k1"},
                    {"channels": ["news"], "content": "x"})
     assert retried.status_code == 201 and redis_client.xlen(keys.stream("mypush")) == 1
+
+
+@pytest.fixture
+def tight_plan(client, publisher, monkeypatch):
+    """The instance's plan with a publish rate of 2/s and room for 2 channels."""
+    from chalicelib import services
+
+    svc = services.current()
+    plans = dict(svc.plans)
+    plans["small"] = replace(plans["small"], publish_rate=2, max_channels=2)
+    monkeypatch.setattr(svc, "plans", plans)
+    return publisher
+
+
+def test_publish_rate_limit_gives_429_with_retry_after(client, tight_plan, redis_client):
+    message = {"channels": ["news"], "content": "x"}
+    statuses = [post(client, "/api/v1/messages", tight_plan, message) for _ in range(3)]
+
+    assert [r.status_code for r in statuses] == [201, 201, 429]
+    assert 1 <= int(statuses[2].headers["Retry-After"]) <= 1
+    assert body(statuses[2])["code"] == 429
+    assert redis_client.xlen(keys.stream("mypush")) == 2
+
+
+def test_channel_count_limit_of_the_plan(client, tight_plan, redis_client):
+    for channel in ("a", "b"):
+        assert post(client, "/api/v1/channels", tight_plan, {"id": channel}).status_code == 201
+
+    third = post(client, "/api/v1/channels", tight_plan, {"id": "c"})
+
+    assert third.status_code == 400 and "2 channels" in body(third)["message"]
+    assert redis_client.zcard(keys.channel_index("mypush")) == 2
