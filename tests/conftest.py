@@ -32,3 +32,4 @@ def repo_root() -> Path:
 
 # Fixtures defined beside their helpers, registered here for every test module.
 from tests.api import client  # noqa: E402, F401
+from tests.stack import broker, stack  # noqa: E402, F401

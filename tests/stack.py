@@ -10,9 +10,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from tests.servers import free_port
@@ -95,3 +97,18 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} status stayed {code}, wanted {wanted}")
             time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One stack per test module: modules stay independent, tests in one share it."""
+    running = LocalStack(tmp_path_factory.mktemp("stack") / "state").start()
+    yield running
+    assert running.stop() == 0, "\n".join(running.output[-30:])
+
+
+@pytest.fixture(scope="module")
+def broker(stack: LocalStack) -> Iterator[httpx.Client]:
+    """An HTTP client for the stack's Tsuru broker, with its credentials."""
+    with stack.broker() as client:
+        yield client

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -54,12 +53,6 @@ def one_error_line(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert "Traceback" not in result.stderr and result.stdout == ""
     return lines[0]
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = LocalStack(tmp_path_factory.mktemp("cli") / "state").start()
-    yield running
-    assert running.stop() == 0, "\n".join(running.output[-30:])
 
 
 @pytest.fixture(scope="module")

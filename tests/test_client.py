@@ -46,12 +46,6 @@ FAST = RetryPolicy(max_attempts=4, max_elapsed=5.0, base_delay=0.05, max_delay=0
 
 # ---- the running stack ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = LocalStack(tmp_path_factory.mktemp("client") / "state").start()
-    yield running
-    assert running.stop() == 0, "\n".join(running.output[-30:])
-
 
 @pytest.fixture(scope="module")
 def app_env(stack: LocalStack) -> dict[str, str]:

@@ -29,17 +29,6 @@ SCREENSHOTS = os.environ.get("PUSHAAS_SCREENSHOTS") == "1"
 WAIT_MS = 20_000
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = LocalStack(tmp_path_factory.mktemp("console") / "state").start()
-    yield running
-    assert running.stop() == 0, "\n".join(running.output[-30:])
-
-
-@pytest.fixture(scope="module")
-def broker(stack: LocalStack) -> Iterator[httpx.Client]:
-    with stack.broker() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,17 +27,6 @@ from tests.subscribers import EVENT_STREAM, EventReader
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = LocalStack(tmp_path_factory.mktemp("e2e") / "state").start()
-    yield running
-    assert running.stop() == 0, "\n".join(running.output[-30:])
-
-
-@pytest.fixture(scope="module")
-def broker(stack: LocalStack) -> Iterator[httpx.Client]:
-    with stack.broker() as client:
-        yield client
 
 
 def provision(stack: LocalStack, broker: httpx.Client, name: str, plan: str = "small",
