@@ -6,8 +6,7 @@ error mapping and retries.
 """
 
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -16,7 +15,7 @@ from pushaas.errors import error_for
 from pushaas.protocol import Flow, Request, exchange
 from pushaas.retry import RetryPolicy
 from pushaas.settings import Settings
-from pushaas.transport import SyncDriver
+from pushaas.transport import OwnsHttpClient, SyncDriver
 from pushaas.version import USER_AGENT
 
 DEFAULT_BROKER_USERNAME = "pushaas"
@@ -87,7 +86,7 @@ class BrokerApi:
         return self._call("DELETE", instance_path(name, "bind-app"), form={"app-name": app})
 
 
-class BrokerClient:
+class BrokerClient(OwnsHttpClient):
     """Blocking client of the broker with ``PUSHAAS_BROKER_*`` credentials."""
 
     def __init__(self, endpoint: str, password: str,
@@ -128,12 +127,3 @@ class BrokerClient:
     def unbind_app(self, name: str, app: str) -> None:
         self._driver.run(self._api.unbind_app(name, app))
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.close()

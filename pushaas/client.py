@@ -17,7 +17,7 @@ import httpx
 from pushaas.pushapi import PushApi
 from pushaas.retry import RetryPolicy
 from pushaas.settings import Settings
-from pushaas.transport import AsyncDriver, SyncDriver
+from pushaas.transport import AsyncDriver, OwnsHttpClient, SyncDriver
 from pushaas.version import USER_AGENT
 
 DEFAULT_TIMEOUT = 10.0
@@ -53,7 +53,7 @@ class _Base:
                f"username={self.settings.username!r})"
 
 
-class PushClient(_Base):
+class PushClient(_Base, OwnsHttpClient):
     """Blocking client (``httpx.Client``); safe to share between threads."""
 
     def __init__(self, endpoint: str, username: str, password: str, *,
@@ -102,15 +102,6 @@ class PushClient(_Base):
     def config(self) -> dict[str, Any]:
         return self._driver.run(self._api.config())
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.close()
 
 
 class AsyncPushClient(_Base):

@@ -8,14 +8,13 @@ policy as API calls and give up with ``ConnectionFailed`` when it is spent.
 import logging
 import time
 from collections.abc import Callable, Iterator
-from types import TracebackType
-from typing import Self
 
 import httpx
 
 from pushaas.errors import ConnectionFailed, PushaasError, error_for, status_phrase
 from pushaas.events import Event, EventParser
 from pushaas.retry import RetryPolicy
+from pushaas.transport import OwnsHttpClient
 from pushaas.version import USER_AGENT
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ READ_TIMEOUT = 75.0
 CONNECT_TIMEOUT = 10.0
 
 
-class Subscription:
+class Subscription(OwnsHttpClient):
     """Iterating yields events for as long as the caller wants them."""
 
     def __init__(self, url: str, last_event_id: str | None = None,
@@ -79,12 +78,3 @@ class Subscription:
                     self.last_event_id = event.id
                     yield event
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        self.close()

@@ -6,7 +6,7 @@ They are the only code that touches the network or sleeps; everything they do no
 
 import asyncio
 import time
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -93,3 +93,18 @@ class AsyncDriver:
         except httpx.TransportError as exc:
             return connection_failed(exc, request)
         return reply_of(response)
+
+
+class OwnsHttpClient:
+    """A blocking client that owns its ``httpx.Client``: ``close()`` and ``with`` support."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
