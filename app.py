@@ -172,6 +172,12 @@ def post_message() -> Response:
     return pushapi.post_message(services.current(), app.current_request)
 
 
+@app.route("/api/v1/tokens", methods=["POST"], content_types=JSON_TYPES)
+@view
+def issue_token() -> Response:
+    return pushapi.issue_token(services.current(), app.current_request)
+
+
 @app.route("/api/v1/channels", methods=["GET"])
 @view
 def list_channels() -> list:

@@ -1,9 +1,10 @@
-"""Credentials: HTTP Basic parsing, constant-time checks and publisher secrets.
+"""Credentials: HTTP Basic parsing, constant-time checks and derived instance secrets.
 
-The publisher secret of an instance is derived (HMAC of the master key, the instance
-name and its random salt), so no secret is ever stored in Redis; rotating the salt
-revokes it. Every comparison uses ``hmac.compare_digest`` and every failure looks the
-same to the caller, so a timing or error difference reveals nothing.
+The publisher secret and the subscribe key of an instance are derived (HMAC of the
+master key, a purpose, the instance name and its random salt), so no secret is ever
+stored in Redis; rotating the salt revokes both. The purposes differ, so one secret
+says nothing about the other. Every comparison uses ``hmac.compare_digest`` and every
+failure looks the same to the caller, so a timing or error difference reveals nothing.
 """
 
 import base64
@@ -51,5 +52,16 @@ def check_broker(headers: Mapping[str, str], username: str, password: str) -> No
 def publisher_secret(master_key: str, instance: str, salt: str) -> str:
     """The publisher password of an instance, derived and never stored."""
     message = f"publisher:{instance}:{salt}".encode()
+    digest = hmac.new(master_key.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def subscribe_key(master_key: str, instance: str, salt: str) -> str:
+    """The key an instance's subscribe tokens are signed with, derived and never stored.
+
+    The API derives it to issue tokens; the provisioner derives it once more to hand it
+    to the instance's authorizers, which hold this key only, never the master key.
+    """
+    message = f"subscribe:{instance}:{salt}".encode()
     digest = hmac.new(master_key.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from chalice.app import Request, Response
 
-from chalicelib import messages, stats
+from chalicelib import messages, private_channels, stats
 from chalicelib.channels import ChannelStore, validate_id
 from chalicelib.errors import NotFound, Unavailable
 from chalicelib.http import created, empty, header, json_body
@@ -45,6 +45,17 @@ def post_message(svc: Services, request: Request) -> Response:
     log.info("message appended instance=%s id=%s channels=%d bytes=%d",
              instance.name, entry_id, len(channels), len(text.encode()))
     return created({"id": entry_id, "channels": channels})
+
+
+def issue_token(svc: Services, request: Request) -> Response:
+    """A subscribe token for private channels, for the publisher app to hand to a browser."""
+    instance, plan = _login(svc, request)
+    channels, ttl = private_channels.validate_request(plan, json_body(request))
+
+    granted = private_channels.grant(svc.settings.master_key.reveal(), instance, channels, ttl)
+    log.info("subscribe token issued instance=%s channels=%d ttl=%d",
+             instance.name, len(channels), ttl)
+    return created(granted)
 
 
 def channel_store(svc: Services, request: Request) -> ChannelStore:

@@ -44,7 +44,7 @@ class Services:
                                   "local runner provisions instances")
             from chalicelib.ecs import build_provisioner
 
-            self._provisioner = build_provisioner()
+            self._provisioner = build_provisioner(self.settings.master_key)
         return self._provisioner
 
 

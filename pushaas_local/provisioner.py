@@ -1,8 +1,10 @@
 """The ``local`` provisioner: each instance's replicas as supervised processes here.
 
-A replica is one nginx + Nchan (``render.py run``) and one push-agent, as in an ECS
-task. In front of an instance's replicas runs one more nginx (``render.py run --front``)
-that plays the AWS load balancer, so an instance keeps one subscriber URL while it scales.
+A replica is one nginx + Nchan (``render.py run``), one push-agent and, when the
+provisioner holds the master key, one authorizer (``python -m push_agent.authorizer``,
+which checks private-channel tokens for that nginx), as in an ECS task. In front of an
+instance's replicas runs one more nginx (``render.py run --front``) that plays the AWS
+load balancer, so an instance keeps one subscriber URL while it scales.
 
 Ports are recorded in Redis (``keys.replicas``) and reused when the stack starts again,
 so the URL given to bound apps stays valid across restarts. A supervisor thread restarts
@@ -29,6 +31,7 @@ from pathlib import Path
 import redis
 
 from chalicelib import keys
+from chalicelib.credentials import subscribe_key
 from chalicelib.instances import Instance
 from chalicelib.plans import Plan
 from chalicelib.provisioner import Placement, ProvisionError
@@ -59,20 +62,27 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class ReplicaPorts:
     public: int
     internal: int
+    authorizer: int = 0
+    """0 when the replica runs no authorizer (its nginx then refuses private channels)."""
 
 
 @dataclass
 class Replica:
-    """One replica: its nginx, its agent, and the plan settings they were started with."""
+    """One replica: its nginx, agent and authorizer, and the plan settings they run with."""
 
     index: int
     ports: ReplicaPorts
     buffer: tuple[int, int]
     nginx: SupervisedProcess
     agent: SupervisedProcess
+    authorizer: SupervisedProcess | None = None
 
     def processes(self) -> list[SupervisedProcess]:
-        return [self.nginx, self.agent]
+        return [self.nginx, self.agent] + ([self.authorizer] if self.authorizer else [])
+
+    def stop_order(self) -> list[SupervisedProcess]:
+        """The agent first (it saves its cursor), nginx, then what nginx asks: the authorizer."""
+        return [self.agent, self.nginx] + ([self.authorizer] if self.authorizer else [])
 
 
 @dataclass
@@ -117,7 +127,9 @@ class LocalProvisioner:
     """Implements ``chalicelib.provisioner.Provisioner`` with local processes."""
 
     def __init__(self, repo_root: Path, state_dir: Path, redis_url: str,
-                 python: str = sys.executable, health_timeout: float = HEALTH_TIMEOUT):
+                 python: str = sys.executable, health_timeout: float = HEALTH_TIMEOUT,
+                 master_key: str | None = None):
+        """Without ``master_key`` no authorizer runs, so private channels refuse everyone."""
         self.repo_root = Path(repo_root).resolve()
         self.state_dir = Path(state_dir).resolve()
         self.redis_url = redis_url
@@ -125,6 +137,7 @@ class LocalProvisioner:
         self.health_timeout = health_timeout
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
         self.render_script = self.repo_root / "containers" / "push-stream" / "render.py"
+        self._master_key = master_key
 
         # Jobs run one at a time; the table lock is held only briefly, so the
         # supervisor keeps watching other instances while a job waits for health.
@@ -140,11 +153,11 @@ class LocalProvisioner:
 
     def provision(self, instance: Instance, plan: Plan) -> Placement:
         with self._ops_lock:
-            return self._converge(instance.name, plan)
+            return self._converge(instance.name, plan, self._subscribe_key(instance))
 
     def scale(self, instance: Instance, plan: Plan) -> None:
         with self._ops_lock:
-            self._converge(instance.name, plan)
+            self._converge(instance.name, plan, self._subscribe_key(instance))
 
     def deprovision(self, instance: Instance) -> None:
         with self._ops_lock:
@@ -202,7 +215,13 @@ class LocalProvisioner:
 
     # Converging an instance to its plan.
 
-    def _converge(self, name: str, plan: Plan) -> Placement:
+    def _subscribe_key(self, instance: Instance) -> str | None:
+        """The instance's derived subscribe key: the one secret its authorizers hold."""
+        if not self._master_key:
+            return None
+        return subscribe_key(self._master_key, instance.name, instance.salt)
+
+    def _converge(self, name: str, plan: Plan, key: str | None) -> Placement:
         """Replace what is stale, start what is missing, route, then retire the excess."""
         with self._table_lock:
             running = self._instances.get(name)
@@ -219,10 +238,10 @@ class LocalProvisioner:
                  if r.index < plan.replicas and r.buffer != buffer]
         for replica in stale:
             self._retire(running, replica, keep_cursor=True)
-            self._bring_up(running, plan, [replica.index], record)
+            self._bring_up(running, plan, [replica.index], record, key)
 
         missing = [i for i in range(plan.replicas) if i not in running.replicas]
-        self._bring_up(running, plan, missing, record)
+        self._bring_up(running, plan, missing, record, key)
 
         self._route(running, tuple(running.replicas[i].ports.public for i in range(plan.replicas)))
         for replica in [r for r in running.replicas.values() if r.index >= plan.replicas]:
@@ -235,7 +254,7 @@ class LocalProvisioner:
         return Placement(push_stream_url=f"http://{LOOPBACK}:{running.front.port}", ready=True)
 
     def _bring_up(self, running: RunningInstance, plan: Plan, indices: list[int],
-                  record: dict[str, dict]) -> None:
+                  record: dict[str, dict], key: str | None) -> None:
         """Start replicas ``indices`` (and the front if missing), wait until all serve.
 
         On success the new processes are handed to the supervisor; on failure they are
@@ -248,7 +267,7 @@ class LocalProvisioner:
             taken = self._ports_in_use(running)
             for index in indices:
                 started.append(self._start_replica(name, index, plan, record.get(str(index)),
-                                                   taken))
+                                                   taken, key))
 
             wanted = sorted([*running.replicas.values(), *started], key=lambda r: r.index)
             wanted = [r for r in wanted if r.index < plan.replicas]
@@ -321,7 +340,7 @@ class LocalProvisioner:
         """Stop a replica; a removed one also loses its cursor and run dir."""
         with self._table_lock:
             running.replicas.pop(replica.index, None)
-        _stop_all([replica.agent, replica.nginx])
+        _stop_all(replica.stop_order())
         if keep_cursor:
             log.info("replica stopped for replacement instance=%s replica=%d",
                      running.name, replica.index)
@@ -336,25 +355,27 @@ class LocalProvisioner:
         """Stop what a failed converge started; what ran before keeps running."""
         processes = [new_front.nginx] if new_front else []
         for replica in started:
-            processes += [replica.agent, replica.nginx]
+            processes += replica.stop_order()
         _stop_all(processes)
 
     def _stop_instance(self, running: RunningInstance) -> None:
         processes = [running.front.nginx] if running.front else []
         for replica in running.replicas.values():
-            processes += [replica.agent, replica.nginx]
+            processes += replica.stop_order()
         _stop_all(processes)
 
     # Starting processes.
 
     def _start_replica(self, name: str, index: int, plan: Plan, recorded: dict | None,
-                       taken: set[int]) -> Replica:
+                       taken: set[int], key: str | None) -> Replica:
         recorded = recorded or {}
         public = _pick_port(recorded.get("public"), taken)
         internal = _pick_port(recorded.get("internal"), taken)
+        authorizer_port = _pick_port(recorded.get("authorizer"), taken) if key else 0
         run_dir = self._replica_dir(name, index)
         run_dir.mkdir(parents=True, exist_ok=True)
         agent_id = _agent_id(name, index)
+        pythonpath = f"{self.repo_root}:{self.repo_root / 'containers' / 'push-agent'}"
 
         nginx_env = {
             **_base_env(),
@@ -365,10 +386,12 @@ class LocalProvisioner:
             "PUSH_STREAM_BUFFER_LENGTH": str(plan.buffer_length),
             "PUSH_STREAM_BUFFER_SECONDS": str(plan.buffer_seconds),
         }
+        if authorizer_port:
+            nginx_env["PUSH_STREAM_AUTHORIZER_PORT"] = str(authorizer_port)
         agent_env = {
             **_base_env(),
             **{k: os.environ[k] for k in AGENT_TUNING_ENV if os.environ.get(k)},
-            "PYTHONPATH": f"{self.repo_root}:{self.repo_root / 'containers' / 'push-agent'}",
+            "PYTHONPATH": pythonpath,
             "PYTHONUNBUFFERED": "1",
             "PUSHAAS_REDIS_URL": self.redis_url,
             "PUSHAAS_INSTANCE": name,
@@ -382,15 +405,26 @@ class LocalProvisioner:
                               [self.python, str(self.render_script), "run"])
         agent = self._process(name, "agent", index, run_dir, agent_env,
                               [self.python, "-m", "push_agent"])
-        replica = Replica(index, ReplicaPorts(public, internal),
-                          (plan.buffer_length, plan.buffer_seconds), nginx, agent)
+        authorizer = None
+        if key:
+            # The key travels in the environment only: a command line is world-readable.
+            authorizer_env = {**_base_env(), "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1",
+                              "PUSHAAS_INSTANCE": name, "PUSHAAS_SUBSCRIBE_KEY": key,
+                              "PUSHAAS_AUTHORIZER_PORT": str(authorizer_port)}
+            authorizer = self._process(name, "authorizer", index, run_dir, authorizer_env,
+                                       [self.python, "-m", "push_agent.authorizer"])
+        replica = Replica(index, ReplicaPorts(public, internal, authorizer_port),
+                          (plan.buffer_length, plan.buffer_seconds), nginx, agent, authorizer)
         # A heartbeat left by an earlier agent must not pass for this one's.
         Path(agent_env["PUSHAAS_AGENT_HEARTBEAT"]).unlink(missing_ok=True)
-        nginx.start()
+
+        started: list[SupervisedProcess] = []
         try:
-            agent.start()
+            for process in [p for p in (authorizer, nginx, agent) if p is not None]:
+                process.start()
+                started.append(process)
         except OSError:
-            nginx.stop()
+            _stop_all(started)
             raise
         return replica
 
@@ -413,7 +447,7 @@ class LocalProvisioner:
 
     def _process(self, name: str, role: str, replica: int | None, run_dir: Path,
                  env: dict[str, str], args: list[str]) -> SupervisedProcess:
-        log_name = "agent.log" if role == "agent" else "nginx.log"
+        log_name = f"{role}.log" if role in ("agent", "authorizer") else "nginx.log"
         spec = ProcessSpec(instance=name, role=role, replica=replica, args=args, env=env,
                            cwd=self.repo_root, log_path=run_dir / log_name)
         return SupervisedProcess(spec)
@@ -436,6 +470,8 @@ class LocalProvisioner:
             label = f"replica {replica.index}"
             checks += [_http_check(label, replica.nginx, replica.ports.public),
                        _http_check(label, replica.nginx, replica.ports.internal)]
+            if replica.authorizer is not None:
+                checks.append(_http_check(label, replica.authorizer, replica.ports.authorizer))
         for replica in started:
             heartbeat = Path(replica.agent.spec.env["PUSHAAS_AGENT_HEARTBEAT"])
             checks.append(_Check(f"replica {replica.index}", replica.agent,
@@ -490,7 +526,8 @@ class LocalProvisioner:
 
     def _save_record(self, running: RunningInstance) -> None:
         """Remember ports so the next stack start gives subscribers the same URL."""
-        fields = {str(i): json.dumps({"public": r.ports.public, "internal": r.ports.internal})
+        fields = {str(i): json.dumps({"public": r.ports.public, "internal": r.ports.internal,
+                                      "authorizer": r.ports.authorizer})
                   for i, r in running.replicas.items()}
         if running.front is not None:
             fields[FRONT_FIELD] = json.dumps({"port": running.front.port})
@@ -499,7 +536,7 @@ class LocalProvisioner:
     def _ports_in_use(self, running: RunningInstance) -> set[int]:
         ports: set[int] = set()
         for replica in running.replicas.values():
-            ports |= {replica.ports.public, replica.ports.internal}
+            ports |= {replica.ports.public, replica.ports.internal, replica.ports.authorizer}
         if running.front is not None:
             ports.add(running.front.port)
         return ports

@@ -128,7 +128,10 @@ def build(env: dict[str, str] | None = None) -> tuple[Runner, LocalProvisioner]:
     redis_url = settings.redis_url.reveal()
     client = redis.Redis.from_url(redis_url, decode_responses=True,
                                   socket_timeout=settings.redis_timeout + TAKE_TIMEOUT + 1)
-    provisioner = LocalProvisioner(REPO_ROOT, Path(state_dir), redis_url)
+    # The master key lets the provisioner derive each instance's subscribe key for its
+    # authorizers; it never leaves this process.
+    provisioner = LocalProvisioner(REPO_ROOT, Path(state_dir), redis_url,
+                                   master_key=settings.master_key.reveal())
     ctx = LocalContext(InstanceStore(client), load_plans(settings.plans_file), provisioner)
     return Runner(RedisJobQueue(client), ctx, settings.job_attempts), provisioner
 

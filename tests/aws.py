@@ -17,8 +17,10 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.ecs import EcsProvisioner, EcsSettings
+from chalicelib.settings import Secret
 
 REGION = "us-east-1"
+MASTER_KEY = "k" * 48
 CLUSTER = "pushaas"
 DOMAIN = "push.example.com"
 LOG_GROUP = "/pushaas/instances"
@@ -36,6 +38,7 @@ class Aws:
     ecs: Any
     elbv2: Any
     ec2: Any
+    ssm: Any
     env: dict[str, str]
     vpc_id: str
     subnets: list[str]
@@ -47,7 +50,8 @@ class Aws:
         return EcsSettings.from_env({**self.env, **overrides})
 
     def provisioner(self, **overrides: str) -> EcsProvisioner:
-        return EcsProvisioner(self.settings(**overrides), self.ecs, self.elbv2)
+        return EcsProvisioner(self.settings(**overrides), self.ecs, self.elbv2, self.ssm,
+                              Secret(MASTER_KEY))
 
     def rules(self) -> list[dict[str, Any]]:
         """The listener's rules without the default one."""
@@ -139,6 +143,7 @@ def _account() -> Aws:
         "PUSHAAS_PUSH_STREAM_DOMAIN": DOMAIN,
         "PUSHAAS_AGENT_REDIS_SECRET_ARN": secret,
     }
-    return Aws(ecs=ecs, elbv2=elbv2, ec2=ec2, env=env, vpc_id=vpc_id, subnets=subnets,
+    return Aws(ecs=ecs, elbv2=elbv2, ec2=ec2, ssm=boto3.client("ssm", region_name=REGION),
+               env=env, vpc_id=vpc_id, subnets=subnets,
                security_group=group, listener_arn=listener["ListenerArn"],
                default_target_group=default["TargetGroupArn"])

@@ -10,8 +10,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from chalicelib.credentials import subscribe_key
 from chalicelib.ecs import (
     EcsProvisioner,
+    key_parameter,
     listener_rule,
     naming,
     revisions,
@@ -26,7 +28,7 @@ from chalicelib.errors import ConfigError
 from chalicelib.instances import Instance
 from chalicelib.plans import Plan, load_plans
 from chalicelib.provisioner import ProvisionError
-from tests.aws import CLUSTER, DOMAIN, LOG_GROUP, REGION, Aws, moto_account
+from tests.aws import CLUSTER, DOMAIN, LOG_GROUP, MASTER_KEY, REGION, Aws, moto_account
 
 PLANS = load_plans()
 SMALL = PLANS["small"]
@@ -40,7 +42,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
 
 def instance(name: str = "mypush", plan: Plan = SMALL) -> Instance:
-    return Instance(name=name, plan=plan.name)
+    return Instance(name=name, plan=plan.name, salt=f"salt-of-{name}")
 
 
 def task_definition(aws: Aws, name: str) -> dict[str, Any]:
@@ -111,7 +113,7 @@ def record(client: Any, operation: str) -> list[dict[str, Any]]:
 # Task definition
 
 
-def test_task_definition_runs_both_containers_on_fargate_with_plan_sizes(aws: Aws) -> None:
+def test_task_definition_runs_the_three_containers_on_fargate_with_plan_sizes(aws: Aws) -> None:
     aws.provisioner().provision(instance(plan=MEDIUM), MEDIUM)
 
     definition = task_definition(aws, "mypush")
@@ -120,8 +122,8 @@ def test_task_definition_runs_both_containers_on_fargate_with_plan_sizes(aws: Aw
     assert (definition["cpu"], definition["memory"]) == ("512", "1024")
     assert definition["executionRoleArn"] == aws.env["PUSHAAS_ECS_EXECUTION_ROLE_ARN"]
     assert definition["taskRoleArn"] == aws.env["PUSHAAS_ECS_TASK_ROLE_ARN"]
-    assert [c["name"] for c in definition["containerDefinitions"]] == ["push-stream",
-                                                                        "push-agent"]
+    assert [c["name"] for c in definition["containerDefinitions"]] == [
+        "push-stream", "push-agent", "push-authorizer"]
     assert all(c["essential"] for c in definition["containerDefinitions"])
 
 
@@ -138,7 +140,9 @@ def test_push_stream_container_serves_port_9080_with_the_plan_buffer(aws: Aws) -
         "PUSH_STREAM_BUFFER_LENGTH": str(MEDIUM.buffer_length),
         "PUSH_STREAM_BUFFER_SECONDS": str(MEDIUM.buffer_seconds),
         "PUSH_STREAM_WORKERS": "1",
+        "PUSH_STREAM_AUTHORIZER_PORT": "9082",
     }
+    assert stream["dependsOn"] == [{"containerName": "push-authorizer", "condition": "HEALTHY"}]
     assert stream["healthCheck"]["command"] == ["CMD", "python3", "/opt/push-stream/render.py",
                                                 "health"]
     assert stream["ulimits"] == [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}]
@@ -191,12 +195,65 @@ def test_a_plan_fargate_cannot_run_is_a_provision_error(aws: Aws) -> None:
 
 def test_spec_digest_changes_with_the_plan_only() -> None:
     settings = EcsSettings.from_env(_valid_env())
-    first = taskdef.build("mypush", SMALL, settings)
-    again = taskdef.build("mypush", replace(SMALL, replicas=3, publish_rate=7), settings)
-    bigger = taskdef.build("mypush", replace(SMALL, buffer_length=999), settings)
+    arn = key_parameter.parameter_arn(settings, "mypush")
+    first = taskdef.build("mypush", SMALL, settings, arn)
+    again = taskdef.build("mypush", replace(SMALL, replicas=3, publish_rate=7), settings, arn)
+    bigger = taskdef.build("mypush", replace(SMALL, buffer_length=999), settings, arn)
 
     assert first == again
     assert first["tags"] != bigger["tags"]
+
+
+# Private channels: the authorizer and its subscribe key
+
+
+def test_authorizer_container_gets_the_subscribe_key_as_a_secret_only(aws: Aws) -> None:
+    aws.provisioner().provision(instance(), SMALL)
+
+    authorizer = containers(aws, "mypush")["push-authorizer"]
+    parameter = naming.subscribe_key_parameter("mypush")
+    key = subscribe_key(MASTER_KEY, "mypush", "salt-of-mypush")
+    assert authorizer["image"] == aws.env["PUSHAAS_PUSH_AGENT_IMAGE"]
+    assert authorizer["command"] == ["python", "-m", "push_agent.authorizer"]
+    assert environment(authorizer) == {"PUSHAAS_INSTANCE": "mypush",
+                                       "PUSHAAS_AUTHORIZER_PORT": "9082"}
+    assert authorizer["secrets"] == [{
+        "name": "PUSHAAS_SUBSCRIBE_KEY",
+        "valueFrom": f"arn:aws:ssm:{REGION}:123456789012:parameter{parameter}",
+    }]
+    assert authorizer["healthCheck"]["command"] == ["CMD", "python", "-m",
+                                                    "push_agent.authorizer", "health"]
+    assert key not in json.dumps(task_definition(aws, "mypush"))
+    assert MASTER_KEY not in json.dumps(task_definition(aws, "mypush"))
+
+
+def test_the_subscribe_key_is_a_secure_string_written_once(aws: Aws) -> None:
+    provisioner = aws.provisioner()
+    provisioner.provision(instance(), SMALL)
+    provisioner.provision(instance(), SMALL)
+    provisioner.scale(instance(plan=MEDIUM), MEDIUM)
+
+    parameter = naming.subscribe_key_parameter("mypush")
+    stored = aws.ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]
+    assert stored["Type"] == "SecureString"
+    assert stored["Value"] == subscribe_key(MASTER_KEY, "mypush", "salt-of-mypush")
+    assert stored["Version"] == 1
+    assert stored["ARN"] == key_parameter.parameter_arn(aws.settings(), "mypush")
+
+
+def test_each_instance_gets_its_own_subscribe_key(aws: Aws) -> None:
+    provisioner = aws.provisioner()
+    provisioner.provision(instance("one"), SMALL)
+    provisioner.provision(instance("two"), SMALL)
+
+    values = {name: aws.ssm.get_parameter(Name=naming.subscribe_key_parameter(name),
+                                          WithDecryption=True)["Parameter"]["Value"]
+              for name in ("one", "two")}
+    assert values["one"] != values["two"]
+    secrets = {name: containers(aws, name)["push-authorizer"]["secrets"][0]["valueFrom"]
+               for name in ("one", "two")}
+    assert secrets["one"].endswith("/one/subscribe-key")
+    assert secrets["two"].endswith("/two/subscribe-key")
 
 
 # Service
@@ -370,7 +427,8 @@ def _routing_only(aws: Aws) -> None:
 
 def _routing_and_task_definition(aws: Aws) -> None:
     _routing_only(aws)
-    revisions.ensure(aws.ecs, "mypush", taskdef.build("mypush", SMALL, aws.settings()))
+    arn = key_parameter.parameter_arn(aws.settings(), "mypush")
+    revisions.ensure(aws.ecs, "mypush", taskdef.build("mypush", SMALL, aws.settings(), arn))
 
 
 def _duplicate_rules(aws: Aws) -> None:
@@ -482,6 +540,7 @@ def test_deprovision_leaves_nothing_of_the_instance(aws: Aws) -> None:
     assert aws.target_groups() == []
     assert aws.rules() == []
     assert provisioner.describe("mypush").exists is False
+    assert aws.ssm.describe_parameters()["Parameters"] == []
 
 
 def test_deprovision_twice_or_of_nothing_is_harmless(aws: Aws) -> None:

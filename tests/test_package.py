@@ -273,13 +273,13 @@ def snake_to_pascal(name: str) -> str:
 
 
 def provisioner_actions() -> set[str]:
-    """The IAM actions of every ECS and ELB call in chalicelib/ecs/, tagging included
+    """The IAM actions of every ECS, ELB and SSM call in chalicelib/ecs/, tagging included
     (tags passed on create need ecs:TagResource / elasticloadbalancing:AddTags)."""
-    prefixes = {"ecs": "ecs", "elbv2": "elasticloadbalancing"}
+    prefixes = {"ecs": "ecs", "elbv2": "elasticloadbalancing", "ssm": "ssm"}
     actions: set[str] = set()
     for path in (ROOT / "chalicelib" / "ecs").glob("*.py"):
         source = path.read_text()
-        for client, call in re.findall(r"\b(ecs|elbv2)\.(\w+)\(", source):
+        for client, call in re.findall(r"\b(ecs|elbv2|ssm)\.(\w+)\(", source):
             if call != "get_paginator":
                 actions.add(f"{prefixes[client]}:{snake_to_pascal(call)}")
         for client, call in re.findall(r"\b(ecs|elbv2)\.get_paginator\(\"(\w+)\"\)", source):
@@ -295,6 +295,6 @@ def test_worker_policy_allows_exactly_what_the_provisioner_calls():
     policy = json.loads((ROOT / ".chalice" / "policy-worker.json").read_text())
     allowed = {a for s in policy["Statement"]
                for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-               if a.split(":")[0] in {"ecs", "elasticloadbalancing"}}
+               if a.split(":")[0] in {"ecs", "elasticloadbalancing", "ssm"}}
 
     assert allowed == provisioner_actions()

@@ -57,10 +57,12 @@ def render_cli(env: dict[str, str], out: Path, front: bool = False) -> subproces
                           capture_output=True, text=True, timeout=10)
 
 
-@pytest.mark.parametrize("front", [False, True], ids=["replica", "front"])
-def test_rendered_config_passes_nginx_test(tmp_path: Path, front: bool) -> None:
+@pytest.mark.parametrize(("front", "authorizer"), [(False, ""), (False, "9082"), (True, "")],
+                         ids=["replica", "replica-with-authorizer", "front"])
+def test_rendered_config_passes_nginx_test(tmp_path: Path, front: bool, authorizer: str) -> None:
     conf = tmp_path / "nginx.conf"
-    env = {"PUSH_STREAM_RUN_DIR": str(tmp_path / "run"), "PUSH_STREAM_UPSTREAMS": "127.0.0.1:1"}
+    env = {"PUSH_STREAM_RUN_DIR": str(tmp_path / "run"), "PUSH_STREAM_UPSTREAMS": "127.0.0.1:1",
+           "PUSH_STREAM_AUTHORIZER_PORT": authorizer}
     rendered = render_cli(env, conf, front)
     assert rendered.returncode == 0, rendered.stderr
 
@@ -105,6 +107,7 @@ def test_front_config_lists_every_upstream(tmp_path: Path) -> None:
     ("PUSH_STREAM_WORKERS", "0", False),
     ("PUSH_STREAM_NCHAN_MODULE", "/nonexistent/ngx_nchan_module.so", False),
     ("PUSH_STREAM_RUN_DIR", "/tmp/a b", False),
+    ("PUSH_STREAM_AUTHORIZER_PORT", "9080", False),
     ("PUSH_STREAM_UPSTREAMS", "127.0.0.1", True),
     ("PUSH_STREAM_UPSTREAMS", "", True),
 ])
@@ -240,7 +243,8 @@ def test_reconnect_replays_what_was_missed(
         assert [reader.next()[1], reader.next()[1]] == [entry(2), entry(3)]
 
 
-@pytest.mark.parametrize("path", ["/pub?id=news", "/nchan_stub_status", "/", "/ev/", "/ev/a/"])
+@pytest.mark.parametrize("path", ["/pub?id=news", "/nchan_stub_status", "/", "/ev/", "/ev/a/",
+                                  "/_authorize"])
 def test_public_port_has_no_publisher_or_stats(replica: NginxReplica, path: str) -> None:
     assert httpx.post(replica.public_url + path, content=b"x").status_code == 404
     assert httpx.get(replica.public_url + path).status_code == 404

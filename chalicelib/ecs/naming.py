@@ -15,6 +15,8 @@ TAG_SPEC = "pushaas:spec"
 
 PUSH_STREAM = "push-stream"
 PUSH_AGENT = "push-agent"
+PUSH_AUTHORIZER = "push-authorizer"
+SUBSCRIBE_KEY_PATH = "/pushaas/instances/"
 
 TARGET_GROUP_HASH = 16
 """Hex digits of the name hash: 64 bits, so two instances never meet in practice, and
@@ -35,6 +37,11 @@ def target_group(name: str) -> str:
     """Target group names are capped at 32 characters, so the name is hashed."""
     digest = hashlib.sha256(name.encode()).hexdigest()[:TARGET_GROUP_HASH]
     return f"{PREFIX}{digest}"
+
+
+def subscribe_key_parameter(name: str) -> str:
+    """The SSM parameter holding the instance's subscribe key (one path for IAM to grant)."""
+    return f"{SUBSCRIBE_KEY_PATH}{name}/subscribe-key"
 
 
 def host(name: str, domain: str) -> str:

@@ -1,8 +1,9 @@
 """The ``ecs`` provisioner: each instance is an ECS service on Fargate behind a shared ALB.
 
-Provisioning converges four things, in the order AWS needs them: the target group, the
+Provisioning converges five things, in the order AWS needs them: the target group, the
 listener rule routing ``<instance>.<domain>`` to it (a service can only be attached to a
-group that a load balancer uses), the task definition, and the service. Every step
+group that a load balancer uses), the instance's subscribe key parameter, the task
+definition that names it, and the service. Every step
 looks up what exists by its deterministic name first, so a retried or half-finished job
 ends in the same state. Readiness arrives later, as ECS task state change events.
 """
@@ -13,32 +14,49 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.ecs import listener_rule, naming, revisions, service, target_group, taskdef
+from chalicelib.credentials import subscribe_key
+from chalicelib.ecs import (
+    key_parameter,
+    listener_rule,
+    naming,
+    revisions,
+    service,
+    target_group,
+    taskdef,
+)
 from chalicelib.ecs.errors import error_code, permanent_errors
 from chalicelib.ecs.service import ServiceSpec, ServiceState
 from chalicelib.ecs.settings import EcsSettings
 from chalicelib.instances import Instance
 from chalicelib.plans import Plan
 from chalicelib.provisioner import Placement, ProvisionError
+from chalicelib.settings import Secret
 
 log = logging.getLogger(__name__)
 
 
 class EcsProvisioner:
-    """Implements ``chalicelib.provisioner.Provisioner``; the boto3 clients are injected."""
+    """Implements ``chalicelib.provisioner.Provisioner``; the boto3 clients are injected.
 
-    def __init__(self, settings: EcsSettings, ecs_client: Any, elbv2_client: Any):
+    The master key is needed to derive each instance's subscribe key; it never leaves
+    this process (the task gets the derived key only).
+    """
+
+    def __init__(self, settings: EcsSettings, ecs_client: Any, elbv2_client: Any,
+                 ssm_client: Any, master_key: Secret):
         self.settings = settings
         self.ecs = ecs_client
         self.elbv2 = elbv2_client
+        self.ssm = ssm_client
+        self._master_key = master_key
 
     def provision(self, instance: Instance, plan: Plan) -> Placement:
-        self._converge(instance.name, plan)
+        self._converge(instance, plan)
         return Placement(self.url(instance.name), ready=False)
 
     def scale(self, instance: Instance, plan: Plan) -> None:
         """The same convergence: a new revision only if the plan changed the task."""
-        self._converge(instance.name, plan)
+        self._converge(instance, plan)
 
     def deprovision(self, instance: Instance) -> None:
         """Remove the service, routing and task definitions; harmless when already gone."""
@@ -55,6 +73,10 @@ class EcsProvisioner:
 
         with permanent_errors(name, "task definition removal"):
             revisions.remove_family(self.ecs, name, naming.family(name))
+
+        # Last: no task of the instance is left to read it.
+        with permanent_errors(name, "subscribe key removal"):
+            key_parameter.delete(self.ssm, name)
         log.info("deprovisioned instance=%s elapsed=%.2fs", name, time.monotonic() - started)
 
     def describe(self, instance: Instance | str) -> ServiceState:
@@ -69,15 +91,22 @@ class EcsProvisioner:
     def url(self, name: str) -> str:
         return f"https://{self._host(name)}"
 
-    def _converge(self, name: str, plan: Plan) -> None:
+    def _converge(self, instance: Instance, plan: Plan) -> None:
+        name = instance.name
         started = time.monotonic()
-        definition = taskdef.build(name, plan, self.settings)
+        parameter = key_parameter.parameter_arn(self.settings, name)
+        definition = taskdef.build(name, plan, self.settings, parameter)
 
         with permanent_errors(name, "routing"):
             self._check_listener(name)
             group = target_group.ensure(self.elbv2, name, self.settings.vpc_id)
             listener_rule.ensure(self.elbv2, name, self.settings.listener_arn,
                                  self._host(name), group)
+
+        # Before the definition that names it: a task must find its key at start.
+        with permanent_errors(name, "subscribe key"):
+            key = subscribe_key(self._master_key.reveal(), name, instance.salt)
+            key_parameter.ensure(self.ssm, name, key)
 
         with permanent_errors(name, "task definition"):
             revision = revisions.ensure(self.ecs, name, definition)

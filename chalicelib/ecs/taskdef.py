@@ -1,9 +1,11 @@
-"""The task definition of an instance: one Fargate task = one push-stream + one push-agent.
+"""The task definition of an instance: one Fargate task = push-stream, push-agent and the
+authorizer of private channels.
 
-A pure function of the instance name, its plan and the settings, so it is tested without
-AWS and a retried job asks for exactly the same definition. The containers get the same
-environment the local provisioner gives the same two processes, with the ports fixed:
-in awsvpc mode every task has its own network namespace, so 9080/9081 never clash.
+A pure function of the instance name, its plan, the settings and the ARN of the
+instance's subscribe key parameter, so it is tested without AWS and a retried job asks
+for exactly the same definition. The containers get the same environment the local
+provisioner gives the same three processes, with the ports fixed: in awsvpc mode every
+task has its own network namespace (loopback included), so 9080-9082 never clash.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ from chalicelib.provisioner import ProvisionError
 
 PUBLIC_PORT = 9080
 INTERNAL_PORT = 9081
+AUTHORIZER_PORT = 9082
 NOFILE = 65536
 """render.py asks nginx for two descriptors per connection (16384 by default); nginx runs
 unprivileged, so the hard limit must be granted here."""
@@ -52,7 +55,7 @@ def check_fargate_size(plan: Plan) -> None:
                              f"in steps of {sizes.step})")
 
 
-def build(name: str, plan: Plan, settings: EcsSettings) -> dict[str, Any]:
+def build(name: str, plan: Plan, settings: EcsSettings, subscribe_key_arn: str) -> dict[str, Any]:
     """The ``register_task_definition`` keyword arguments, tags included."""
     check_fargate_size(plan)
     definition: dict[str, Any] = {
@@ -66,6 +69,7 @@ def build(name: str, plan: Plan, settings: EcsSettings) -> dict[str, Any]:
         "containerDefinitions": [
             _push_stream(plan, settings),
             _push_agent(name, plan, settings),
+            _authorizer(name, settings, subscribe_key_arn),
         ],
     }
     tags = naming.ecs_tags(name) + [{"key": naming.TAG_SPEC, "value": spec_digest(definition)}]
@@ -85,7 +89,11 @@ def spec_digest(definition: dict[str, Any]) -> str:
 
 
 def _push_stream(plan: Plan, settings: EcsSettings) -> dict[str, Any]:
-    """nginx + Nchan; the image's CMD (``render.py run``) starts it."""
+    """nginx + Nchan; the image's CMD (``render.py run``) starts it.
+
+    It starts once the authorizer is healthy, so a task never serves subscribers while
+    its private channels would still answer 502.
+    """
     return {
         "name": naming.PUSH_STREAM,
         "image": settings.push_stream_image,
@@ -98,7 +106,9 @@ def _push_stream(plan: Plan, settings: EcsSettings) -> dict[str, Any]:
             "PUSH_STREAM_BUFFER_LENGTH": str(plan.buffer_length),
             "PUSH_STREAM_BUFFER_SECONDS": str(plan.buffer_seconds),
             "PUSH_STREAM_WORKERS": str(max(1, plan.cpu // 1024)),
+            "PUSH_STREAM_AUTHORIZER_PORT": str(AUTHORIZER_PORT),
         }),
+        "dependsOn": [{"containerName": naming.PUSH_AUTHORIZER, "condition": "HEALTHY"}],
         "ulimits": [{"name": "nofile", "softLimit": NOFILE, "hardLimit": NOFILE}],
         "healthCheck": {
             "command": ["CMD", "python3", "/opt/push-stream/render.py", "health"],
@@ -136,6 +146,35 @@ def _push_agent(name: str, plan: Plan, settings: EcsSettings) -> dict[str, Any]:
             "interval": 15, "timeout": 5, "retries": 3, "startPeriod": 20,
         },
         "logConfiguration": _logs(settings, naming.PUSH_AGENT),
+    }
+
+
+def _authorizer(name: str, settings: EcsSettings, subscribe_key_arn: str) -> dict[str, Any]:
+    """``python -m push_agent.authorizer`` from the agent's image, on loopback.
+
+    Its one secret, the instance's subscribe key, is an ECS secret read from the SSM
+    parameter at start: the definition carries only the parameter's ARN.
+    """
+    return {
+        "name": naming.PUSH_AUTHORIZER,
+        "image": settings.push_agent_image,
+        "essential": True,
+        "command": ["python", "-m", "push_agent.authorizer"],
+        "environment": _environment({
+            "PUSHAAS_INSTANCE": name,
+            "PUSHAAS_AUTHORIZER_PORT": str(AUTHORIZER_PORT),
+        }),
+        "secrets": [{"name": "PUSHAAS_SUBSCRIBE_KEY", "valueFrom": subscribe_key_arn}],
+        "restartPolicy": {
+            "enabled": True,
+            "ignoredExitCodes": [AGENT_CONFIG_EXIT],
+            "restartAttemptPeriod": AGENT_RESTART_PERIOD,
+        },
+        "healthCheck": {
+            "command": ["CMD", "python", "-m", "push_agent.authorizer", "health"],
+            "interval": 10, "timeout": 3, "retries": 3, "startPeriod": 5,
+        },
+        "logConfiguration": _logs(settings, naming.PUSH_AUTHORIZER),
     }
 
 

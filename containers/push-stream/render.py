@@ -206,12 +206,47 @@ def _fill(template: Path, values: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(value, template.read_text())
 
 
+def _authorizer(env: Mapping[str, str], taken: set[int]) -> dict[str, str]:
+    """The placeholders that wire private channels to the replica's authorizer.
+
+    Without PUSH_STREAM_AUTHORIZER_PORT no authorizer runs beside nginx, and the private
+    locations refuse every subscriber themselves: private channels fail closed. (They do
+    not ask an /_authorize that answers 403 by itself: Nchan 1.3.6 crashes the worker
+    on an authorization subrequest served without an upstream.)
+    """
+    name = "PUSH_STREAM_AUTHORIZER_PORT"
+    if not env.get(name, "").strip():
+        return {
+            "authorizer_upstream": "    # No authorizer beside this nginx: private channels "
+                                   "are refused.",
+            "private_gate": "return 403;",
+            "authorizer_handler": "return 404;",
+        }
+
+    port = _port(env, name, 9082)
+    if port in taken:
+        raise SettingError(f"{name} must differ from the public and internal ports")
+    upstream = ("    # Kept-alive connections to the authorizer: one subrequest per private\n"
+                "    # subscription must not cost a TCP handshake.\n"
+                "    upstream push_authorizer {\n"
+                f"        server 127.0.0.1:{port};\n"
+                "        keepalive 8;\n"
+                "    }")
+    return {
+        "authorizer_upstream": upstream,
+        "private_gate": "nchan_authorize_request /_authorize;",
+        "authorizer_handler": "proxy_pass http://push_authorizer/authorize;",
+    }
+
+
 def render_replica(env: Mapping[str, str]) -> str:
     """The config of one replica: public subscriber server plus loopback publisher server."""
     values = _common(env)
     internal_port = _port(env, "PUSH_STREAM_INTERNAL_PORT", 9081)
-    if internal_port == _port(env, "PUSH_STREAM_PUBLIC_PORT", 9080):
+    public_port = _port(env, "PUSH_STREAM_PUBLIC_PORT", 9080)
+    if internal_port == public_port:
         raise SettingError("PUSH_STREAM_INTERNAL_PORT must differ from PUSH_STREAM_PUBLIC_PORT")
+    authorizer = _authorizer(env, {internal_port, public_port})
 
     cors_origin = _cors_origin(env)
     values.update(
@@ -222,6 +257,7 @@ def render_replica(env: Mapping[str, str]) -> str:
         cors_origin=cors_origin,
         cors_credentials="off" if cors_origin == "*" else "on",
         shm_size=_shm_size(env),
+        **authorizer,
     )
     return _fill(REPLICA_TEMPLATE, values)
 
