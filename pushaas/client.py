@@ -44,9 +44,9 @@ class _Base:
         return self._api.push_stream_url
 
     def subscribe_url(self, channels: str | Sequence[str], transport: str = "ev",
-                      last_event_id: str | None = None) -> str:
+                      last_event_id: str | None = None, token: str | None = None) -> str:
         """The URL a subscriber opens: ``ev`` EventSource, ``ws``, ``lp`` or ``sub``."""
-        return self._api.subscribe_url(channels, transport, last_event_id)
+        return self._api.subscribe_url(channels, transport, last_event_id, token)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(endpoint={self.settings.endpoint!r}, " \
@@ -77,6 +77,11 @@ class PushClient(_Base, OwnsHttpClient):
     def publish(self, channels: str | Sequence[str], content: str,
                 idempotency_key: str | None = None) -> str:
         return self._driver.run(self._api.publish(channels, content, idempotency_key))
+
+    def subscribe_token(self, channels: str | Sequence[str],
+                        ttl: int | None = None) -> dict[str, Any]:
+        """``{"token", "expires", "channels"}`` for subscribing to ``private-*`` channels."""
+        return self._driver.run(self._api.subscribe_token(channels, ttl))
 
     def create_channel(self, channel_id: str, ttl: int = 0) -> dict[str, Any]:
         return self._driver.run(self._api.create_channel(channel_id, ttl))
@@ -128,6 +133,10 @@ class AsyncPushClient(_Base):
     async def publish(self, channels: str | Sequence[str], content: str,
                       idempotency_key: str | None = None) -> str:
         return await self._driver.run(self._api.publish(channels, content, idempotency_key))
+
+    async def subscribe_token(self, channels: str | Sequence[str],
+                              ttl: int | None = None) -> dict[str, Any]:
+        return await self._driver.run(self._api.subscribe_token(channels, ttl))
 
     async def create_channel(self, channel_id: str, ttl: int = 0) -> dict[str, Any]:
         return await self._driver.run(self._api.create_channel(channel_id, ttl))

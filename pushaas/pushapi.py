@@ -51,6 +51,18 @@ class PushApi:
                                      headers={"Idempotency-Key": key})
         return str(sent["id"])
 
+    def subscribe_token(self, channels: str | Sequence[str],
+                        ttl: int | None = None) -> Flow[dict[str, Any]]:
+        """A token letting a subscriber read ``private-*`` channels until it expires.
+
+        The API signs it (``{"token", "expires", "channels"}``): the signing key never
+        leaves the service, so the token format has one implementation, the server's.
+        """
+        body: dict[str, Any] = {"channels": channel_list(channels)}
+        if ttl is not None:
+            body["ttl"] = ttl
+        return self._call("POST", f"{API}/tokens", json=body)
+
     def create_channel(self, channel_id: str, ttl: int = 0) -> Flow[dict[str, Any]]:
         """Register a channel; ``ttl`` in seconds, 0 = persistent. ``Conflict`` if it exists."""
         return self._call("POST", f"{API}/channels", json={"id": channel_id, "ttl": ttl})
@@ -95,9 +107,9 @@ class PushApi:
         return answer
 
     def subscribe_url(self, channels: str | Sequence[str], transport: str = "ev",
-                      last_event_id: str | None = None) -> str:
+                      last_event_id: str | None = None, token: str | None = None) -> str:
         """A subscriber URL; needs the push-stream URL from the settings or ``config()``."""
         if not self.push_stream_url:
             raise ConfigurationError("the push-stream URL is unknown: set "
                                      "PUSHAAS_PUSH_STREAM_URL or call config() first")
-        return subscribe_url(self.push_stream_url, channels, transport, last_event_id)
+        return subscribe_url(self.push_stream_url, channels, transport, last_event_id, token)

@@ -20,12 +20,13 @@ def channel_list(channels: str | Sequence[str]) -> list[str]:
 
 
 def subscribe_url(push_stream_url: str, channels: str | Sequence[str], transport: str = "ev",
-                  last_event_id: str | None = None) -> str:
+                  last_event_id: str | None = None, token: str | None = None) -> str:
     """The URL a subscriber opens for ``channels``.
 
     ``ws`` gets a ``ws://``/``wss://`` scheme, what a WebSocket client expects.
     ``last_event_id`` (an id a previous subscription received) becomes
-    ``?last_event_id=``, which browsers' EventSource cannot send as a header.
+    ``?last_event_id=``, which browsers' EventSource cannot send as a header; ``token``
+    (from ``subscribe_token``, needed for ``private-*`` channels) becomes ``?auth=``.
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
@@ -38,5 +39,6 @@ def subscribe_url(push_stream_url: str, channels: str | Sequence[str], transport
     if transport == "ws":
         base = "ws" + base.removeprefix("http")
     path = "/".join(quote(channel, safe=":@-._~") for channel in listed)
-    query = f"?{urlencode({'last_event_id': last_event_id})}" if last_event_id else ""
-    return f"{base}/{transport}/{path}{query}"
+    params = {"last_event_id": last_event_id, "auth": token}
+    query = urlencode({name: value for name, value in params.items() if value})
+    return f"{base}/{transport}/{path}" + (f"?{query}" if query else "")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from pushaas import (
@@ -149,6 +150,33 @@ def test_subscription_receives_what_is_published(push: PushClient) -> None:
 
     assert received and received[0]["id"] in sent
     assert received[0]["text"] == f"n{sent.index(received[0]['id'])}"
+
+
+def test_private_channel_with_a_token_from_the_client(push: PushClient) -> None:
+    push.config()
+    issued = push.subscribe_token(["private-orders"], ttl=60)
+    assert issued["channels"] == ["private-orders"]
+    url = push.subscribe_url(["private-orders"], token=issued["token"])
+    assert "auth=" in url
+
+    with httpx.Client(timeout=5, trust_env=False) as http:
+        refused = http.get(push.subscribe_url(["private-orders"]),
+                           headers={"Accept": "text/event-stream"})
+    assert refused.status_code == 403
+
+    subscription = Subscription(url, retry=FAST)
+    received: list[dict] = []
+    reader = threading.Thread(target=lambda: received.append(next(iter(subscription)).json()),
+                              daemon=True)
+    reader.start()
+    sent = []
+    deadline = time.monotonic() + 15
+    while reader.is_alive() and time.monotonic() < deadline:
+        sent.append(push.publish(["private-orders"], f"p{len(sent)}"))
+        reader.join(0.2)
+    subscription.close()
+
+    assert received and received[0]["id"] in sent
 
 
 def test_example_publishes(app_env: dict[str, str]) -> None:
