@@ -144,6 +144,18 @@ curl -sS -u "$PUSHAAS_USERNAME:$PUSHAAS_PASSWORD" -H 'Content-Type: application/
 
 # 6. Stop the subscriber:
 sleep 1; kill %1
+
+# 7. The same with the pushaas command line (make run installs it in .venv):
+export PUSHAAS_BROKER_PASSWORD="${AUTH#*:}"
+.venv/bin/pushaas instance list
+.venv/bin/pushaas channels create alerts --ttl 3600
+.venv/bin/pushaas publish news alerts --content "hello from the CLI"
+
+# 8. And from Python, as a publisher app does (pushaas.PushClient):
+.venv/bin/python examples/publish.py news "hello from Python"
+
+# 9. The web console: open $API/console in a browser and sign in with
+#    $PUSHAAS_USERNAME / $PUSHAAS_PASSWORD (publisher) or the broker credentials.
 """
 
 

@@ -199,13 +199,15 @@ def test_readme_walkthrough_runs_verbatim(stack: LocalStack) -> None:
 
     script = script.replace("API=http://127.0.0.1:8000", f"API={stack.api}")
     if not (REPO / ".venv/bin/python").exists():
-        script = script.replace(".venv/bin/python", sys.executable)
+        bin_dir = Path(sys.executable).parent
+        script = script.replace(".venv/bin/", f"{bin_dir}/")
     run = subprocess.run(["bash", "-c", "set -e\n" + script], cwd=REPO, env=stack.env(),
                          capture_output=True, text=True, timeout=90)
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "running" in run.stdout
     assert '"channel":"news","text":"hello"' in run.stdout, run.stdout + run.stderr
+    assert "mypush" in run.stdout and "published " in run.stdout, run.stdout + run.stderr
 
 
 def test_restart_brings_back_running_instances(tmp_path: Path) -> None:
