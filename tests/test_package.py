@@ -106,6 +106,13 @@ def test_merged_template_passes_cfn_lint(package_dir):
     assert result.stdout == ""
 
 
+def test_network_template_for_an_empty_account_passes_cfn_lint():
+    result = run_cfn_lint(ROOT / "infra" / "network.yaml")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
 def test_transformed_template_passes_cfn_lint(cfn, tmp_path):
     path = tmp_path / "transformed.json"
     path.write_text(json.dumps(cfn))
