@@ -2,7 +2,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run test lint bootstrap clean package manifest
+.PHONY: run test lint bootstrap clean package manifest soak bench
 
 run: bootstrap
 	$(PYTHON) -m pushaas_local.stack
@@ -15,6 +15,18 @@ test:
 
 lint: bootstrap
 	$(PYTHON) -m ruff check .
+
+# Minutes of the whole local stack under load (docs/reliability.md); not part of test.
+# SOAK_SECONDS, SOAK_RATE, SOAK_SUBSCRIBERS, SOAK_CHANNELS change the run.
+soak: bootstrap
+	$(PYTHON) scripts/soak.py --output .pushaas/soak.json --doc docs/reliability.md
+
+# Every benchmark against processes it starts itself, beside wrk and redis-benchmark in the
+# same run; rewrites docs/benchmarks.md, docs/benchmarks.json and docs/bench-*.png. About
+# ten minutes; not part of test (make test runs tests/test_bench_smoke.py, tiny sizes).
+bench:
+	@EXTRA_DEBIAN_PACKAGES="wrk redis-tools" scripts/bootstrap.sh
+	$(PYTHON) -m pushaas_bench
 
 bootstrap:
 	@scripts/bootstrap.sh

@@ -46,9 +46,15 @@ class ProcessSpec:
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """Exponential restart delay, reset once a process has stayed up long enough."""
+    """Exponential restart delay, reset once a process has stayed up long enough.
 
-    first_delay: float = 0.5
+    The first delay is a full second because Nchan's event ids are ``<unix second>:<n>``
+    with ``n`` restarting at 0 in a new nginx: an nginx restarted within the second its
+    predecessor died in would reuse ids of that second, and a subscriber resuming with
+    the dead one's ``T:5`` would silently skip the new ``T:0`` to ``T:5``.
+    """
+
+    first_delay: float = 1.0
     max_delay: float = 30.0
     stable_after: float = 30.0
 
