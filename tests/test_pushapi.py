@@ -128,8 +128,12 @@ def test_isolation_between_instances(client, redis_client):
     assert env_a["PUSHAAS_PASSWORD"] != env_b["PUSHAAS_PASSWORD"]
     for method, path in [("get", "/api/v1/channels"), ("get", "/api/v1/channels/secret"),
                          ("get", "/api/v1/stats/global"), ("get", "/api/v1/config"),
+                         ("get", "/api/v1/stats/channels/secret"),
                          ("delete", "/api/v1/channels/secret"), ("get", "/api/v1/auth")]:
         assert getattr(client.http, method)(path, headers=cross).status_code == 401, path
+    for path, payload in [("/api/v1/channels", {"id": "x", "ttl": 0}),
+                          ("/api/v1/tokens", {"channels": ["private-secret"]})]:
+        assert post(client, path, cross, payload).status_code == 401, path
     assert post(client, "/api/v1/messages", cross,
                 {"channels": ["secret"], "content": "x"}).status_code == 401
     assert redis_client.xlen(keys.stream("beta")) == 0
