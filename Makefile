@@ -22,8 +22,8 @@ soak: bootstrap
 	$(PYTHON) scripts/soak.py --output .pushaas/soak.json --doc docs/reliability.md
 
 # Every benchmark against processes it starts itself, beside wrk and redis-benchmark in the
-# same run; rewrites docs/benchmarks.md, docs/benchmarks.json and docs/bench-*.png. About
-# ten minutes; not part of test (make test runs tests/test_bench_smoke.py, tiny sizes).
+# same run; rewrites docs/benchmarks.md, docs/benchmarks.json and docs/bench-*.png. A few
+# minutes; not part of test (make test runs tests/test_bench_smoke.py, tiny sizes).
 bench:
 	@EXTRA_DEBIAN_PACKAGES="wrk redis-tools" scripts/bootstrap.sh
 	$(PYTHON) -m pushaas_bench

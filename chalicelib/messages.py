@@ -9,8 +9,10 @@ the entry (append-only persistence makes it durable).
 import json
 import logging
 import re
+import weakref
 
 import redis
+from redis.commands.core import Script
 
 from chalicelib import keys
 from chalicelib.channels import validate_id
@@ -44,6 +46,22 @@ redis.call('xtrim', KEYS[1], 'MINID', '~', tostring(oldest))
 if ARGV[1] == '1' then redis.call('set', KEYS[2], id, 'EX', ARGV[5]) end
 return {'appended', id}
 """
+
+
+_scripts: "weakref.WeakKeyDictionary[redis.Redis, Script]" = weakref.WeakKeyDictionary()
+
+
+def _publish_script(client: redis.Redis) -> Script:
+    """The publish script registered with ``client``, once per client.
+
+    A registered script goes out as EVALSHA (40 bytes of hash instead of the script's
+    source every time); redis-py loads it again by itself if Redis answers NOSCRIPT, as
+    after a restart or a failover.
+    """
+    script = _scripts.get(client)
+    if script is None:
+        script = _scripts[client] = client.register_script(_PUBLISH)
+    return script
 
 
 def validate_message(plan: Plan, body: object) -> tuple[list[str], str]:
@@ -90,11 +108,11 @@ def publish(client: redis.Redis, instance: str, plan: Plan, channels: list[str],
     twice.
     """
     idem = keys.idempotency(instance, idempotency_key or "-")
-    outcome, value = client.eval(
-        _PUBLISH, 3, keys.stream(instance), idem, keys.publish_rate(instance),
-        "1" if idempotency_key else "0", plan.publish_rate, plan.retention_max_len,
-        plan.retention_seconds * 1000, IDEMPOTENCY_SECONDS,
-        FIELD_CHANNELS, json.dumps(channels, separators=(",", ":")), FIELD_TEXT, text,
+    outcome, value = _publish_script(client)(
+        keys=[keys.stream(instance), idem, keys.publish_rate(instance)],
+        args=["1" if idempotency_key else "0", plan.publish_rate, plan.retention_max_len,
+              plan.retention_seconds * 1000, IDEMPOTENCY_SECONDS, FIELD_CHANNELS,
+              json.dumps(channels, separators=(",", ":")), FIELD_TEXT, text],
     )
 
     if outcome == "limited":

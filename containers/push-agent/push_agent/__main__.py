@@ -15,10 +15,11 @@ def main() -> int:
         return 2
 
     from push_agent import logs
-    from push_agent.agent import Agent
+    from push_agent.agent import Agent, new_event_loop
 
     logs.configure(settings.log_level)
-    return asyncio.run(Agent(settings).run())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(Agent(settings).run())
 
 
 if __name__ == "__main__":

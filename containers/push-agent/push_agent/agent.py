@@ -15,12 +15,13 @@ from redis.exceptions import RedisError
 
 from push_agent.backoff import Backoff
 from push_agent.cursor import CursorStore, LoadedCursor
-from push_agent.entries import plan_batch
+from push_agent.entries import Planner
 from push_agent.heartbeat import Heartbeat
 from push_agent.http import HttpPool
 from push_agent.keepalive import ChannelKeeper
 from push_agent.logs import describe
-from push_agent.nchan import NchanClient
+from push_agent.nchan import NchanClient, PublishRequests
+from push_agent.pipeline import PipelinePool
 from push_agent.publisher import Publisher
 from push_agent.settings import Settings, redact_url
 from push_agent.state import AgentState
@@ -33,10 +34,14 @@ BLOCK_MS = 1000
 """XREAD blocks this long: idle agents cost one round trip a second and stop promptly."""
 
 SHUTDOWN_GRACE = 5.0
+HEARTBEAT_EVERY = 1.0
 HTTP_TIMEOUT = 10.0
 REDIS_SOCKET_TIMEOUT = 5.0
 CONTROL_CONNECTIONS = 2
 """Stats and keepalive get their own connections so they never delay delivery."""
+PIPELINE_DEPTH = 64
+"""Requests in flight on each of the ``concurrency`` delivery connections: enough that
+every read and write system call carries dozens of messages."""
 
 TRANSIENT = (RedisError, OSError)
 
@@ -58,12 +63,15 @@ class Agent:
             client_name=f"pushaas-agent-{settings.agent_id}",
         )
         nginx = settings.nginx
-        self.publish_pool = HttpPool(nginx.host, nginx.port, settings.concurrency, HTTP_TIMEOUT)
+        self.publish_pool = PipelinePool(nginx.host, nginx.port, settings.concurrency,
+                                         HTTP_TIMEOUT)
         self.control_pool = HttpPool(nginx.host, nginx.port, CONTROL_CONNECTIONS, HTTP_TIMEOUT)
         self.stream = InstanceStream(self.redis, settings.instance)
         self.cursors = CursorStore(self.redis, settings.instance, settings.agent_id,
                                    settings.cursor_ttl)
         self.gaps = GapReporter(settings.instance, settings.agent_id)
+        self.planner = Planner(settings.instance)
+        self._last_beat = 0.0
 
     async def run(self) -> int:
         """Deliver until SIGTERM/SIGINT; returns the process exit code."""
@@ -85,16 +93,19 @@ class Agent:
     async def _serve(self, loaded: LoadedCursor) -> int:
         settings = self.settings
         self.state = AgentState(loaded.value)
+        requests = PublishRequests(settings.nginx.host, settings.nginx.port,
+                                   settings.nginx.base_path)
         self.publisher = Publisher(
-            NchanClient(self.publish_pool, settings.nginx.base_path), self.state,
-            settings.instance, settings.concurrency, on_retry=self._publish_retried,
+            self.publish_pool, requests, settings.instance, PIPELINE_DEPTH,
+            on_retry=self._publish_retried,
         )
         log.info(
             "agent started instance=%s agent=%s nginx=%s redis=%s cursor=%s saved_cursor=%s "
-            "batch=%d concurrency=%d",
+            "batch=%d concurrency=%d pipeline_depth=%d loop=%s",
             settings.instance, settings.agent_id, settings.nginx.url,
             redact_url(settings.redis_url), loaded.value, loaded.saved, settings.batch,
-            settings.concurrency,
+            settings.concurrency, PIPELINE_DEPTH,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         if loaded.saved:
             await self._check_gap(loaded.value)
@@ -161,34 +172,65 @@ class Agent:
         (the periodic stats check cannot see it: it needs nginx, and the agent rushes past
         the gap as soon as nginx is back).
         """
-        while not self.stopping.is_set():
-            self.heartbeat.beat()
-            entries = await self._retry_redis("read stream", self._read)
-            if not entries:
-                continue
+        ahead: asyncio.Task | None = None
+        try:
+            while not self.stopping.is_set():
+                self._beat()
+                if ahead is None:
+                    entries = await self._retry_redis("read stream", self._reader(None))
+                else:
+                    entries, ahead = await ahead, None
+                if not entries:
+                    continue
 
-            self.in_batch = True
-            self.batch_retried = False
-            try:
                 last_id = entries[-1][0]
-                self.state.read_position = last_id
-                await self.publisher.publish_batch(plan_batch(self.settings.instance, entries))
-                save = partial(self.cursors.save, last_id)
-                await self._retry_redis("save cursor", save, until_stopped=False)
-                self.state.cursor = last_id
-                log.debug("batch delivered instance=%s entries=%d cursor=%s",
-                          self.settings.instance, len(entries), last_id)
-            finally:
-                self.in_batch = False
-            if self.batch_retried:
-                await self._check_gap(last_id)
+                # The next batch is read while this one is published: reading moves no
+                # cursor, and nginx and Redis then work at the same time.
+                ahead = asyncio.create_task(
+                    self._retry_redis("read stream", self._reader(last_id)), name="read-ahead")
+                await self._deliver_batch(entries, last_id)
+                if self.batch_retried:
+                    await _discard(ahead)
+                    ahead = None
+                    await self._check_gap(last_id)
+        finally:
+            if ahead is not None:
+                await _discard(ahead)
+
+    async def _deliver_batch(self, entries: list, last_id: str) -> None:
+        self.in_batch = True
+        self.batch_retried = False
+        try:
+            self.state.read_position = last_id
+            result = await self.publisher.publish_batch(self.planner.plan(entries))
+            save = partial(self.cursors.save, last_id)
+            await self._retry_redis("save cursor", save, until_stopped=False)
+            self.state.cursor = last_id
+            self.state.record_deliveries(result.accepted)
+            log.debug("batch delivered instance=%s entries=%d cursor=%s",
+                      self.settings.instance, len(entries), last_id)
+        finally:
+            self.in_batch = False
+
+    def _beat(self) -> None:
+        """Touch the heartbeat at most once a second: a busy loop turns hundreds of times."""
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_EVERY:
+            self._last_beat = now
+            self.heartbeat.beat()
 
     def _publish_retried(self) -> None:
         self.heartbeat.beat()
         self.batch_retried = True
 
-    async def _read(self) -> list:
-        return await self.stream.read(self.state.cursor, self.settings.batch, BLOCK_MS)
+    def _reader(self, after: str | None) -> Callable[[], Awaitable[list]]:
+        """Reads the batch after ``after`` (None: after the cursor, as it is at read time)."""
+
+        async def read() -> list:
+            position = self.state.cursor if after is None else after
+            return await self.stream.read(position, self.settings.batch, BLOCK_MS)
+
+        return read
 
     async def _load_cursor(self) -> LoadedCursor:
         return await self.cursors.load(self.settings.buffer_seconds)
@@ -251,3 +293,18 @@ class Agent:
             log.debug("redis close failed error=%r", exc)
         self.heartbeat.remove()
         log.debug("connections closed in %.3fs", time.monotonic() - started)
+
+
+async def _discard(task: asyncio.Task) -> None:
+    """Cancel a read-ahead whose batch is not wanted (after a retry the gap check comes first)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (the container has it): its transports cost less per message."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

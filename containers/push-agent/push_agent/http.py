@@ -1,8 +1,10 @@
 """A small HTTP/1.1 client on asyncio streams, made for talking to the replica's own nginx.
 
-It keeps connections alive (one request at a time per connection), understands
-Content-Length, chunked and read-until-close bodies, and reconnects when nginx closed an
-idle connection. It deliberately knows nothing else: no TLS, no redirects, no cookies.
+The agent's occasional calls (stats, channel info) use it; delivery, where the per-message
+cost counts, pipelines through ``push_agent.pipeline`` instead. It keeps connections alive
+(one request at a time per connection), understands Content-Length, chunked and
+read-until-close bodies, and reconnects when nginx closed an idle connection. It
+deliberately knows nothing else: no TLS, no redirects, no cookies.
 """
 
 import asyncio

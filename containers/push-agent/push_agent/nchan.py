@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from push_agent.http import HttpError, HttpPool, Response
+from push_agent.http import HttpError, HttpPool
 
 JSON_HEADERS = {"Accept": "application/json"}
 PUBLISH_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -37,15 +37,12 @@ class ChannelInfo:
 
 
 class NchanClient:
-    """Publisher-side calls to one nginx internal server, over a connection pool."""
+    """Control calls to one nginx internal server, over a connection pool (publishing goes
+    through the pipelined publisher and ``PublishRequests``)."""
 
     def __init__(self, pool: HttpPool, base_path: str = ""):
         self.pool = pool
         self.base_path = base_path
-
-    async def publish(self, channel: str, body: bytes) -> Response:
-        """POST one message; 201/202 mean nginx stored it."""
-        return await self.pool.request("POST", self._pub(channel), PUBLISH_HEADERS, body)
 
     async def channel_info(self, channel: str) -> ChannelInfo | None:
         """Channel info, or None when this nginx has no such channel."""
@@ -65,6 +62,38 @@ class NchanClient:
 
     def _pub(self, channel: str) -> str:
         return f"{self.base_path}/pub?id={channel}"
+
+
+class PublishRequests:
+    """The raw HTTP/1.1 bytes of one publish, for the pipelined publisher.
+
+    Everything before the body length depends only on the channel, so it is formatted once
+    per channel and kept (up to ``HEAD_CACHE`` channels).
+    """
+
+    HEAD_CACHE = 10_000
+
+    def __init__(self, host: str, port: int, base_path: str = ""):
+        self.base_path = base_path
+        headers = "".join(f"{name}: {value}\r\n" for name, value in PUBLISH_HEADERS.items())
+        self._headers = f"Host: {host}:{port}\r\n{headers}Content-Length: "
+        self._heads: dict[str, bytes] = {}
+
+    def build(self, channel: str, body: bytes) -> bytes:
+        head = self._heads.get(channel)
+        if head is None:
+            head = self._head(channel)
+        return b"%s%d\r\n\r\n%s" % (head, len(body), body)
+
+    def target(self, channel: str) -> str:
+        return f"{self.base_path}/pub?id={channel}"
+
+    def _head(self, channel: str) -> bytes:
+        if len(self._heads) >= self.HEAD_CACHE:
+            self._heads.clear()
+        head = f"POST {self.target(channel)} HTTP/1.1\r\n{self._headers}".encode("latin-1")
+        self._heads[channel] = head
+        return head
 
 
 def publishable(channel: str) -> bool:

@@ -2,6 +2,7 @@
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 RECENT_CHANNELS = 1000
@@ -15,8 +16,8 @@ class RecentChannels:
         self.limit = limit
         self._published: OrderedDict[str, int] = OrderedDict()
 
-    def record(self, channel: str) -> None:
-        self._published[channel] = self._published.pop(channel, 0) + 1
+    def record(self, channel: str, count: int = 1) -> None:
+        self._published[channel] = self._published.pop(channel, 0) + count
         if len(self._published) > self.limit:
             self._published.popitem(last=False)
 
@@ -44,6 +45,10 @@ class AgentState:
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
-    def record_delivery(self, channel: str) -> None:
-        self.delivered += 1
-        self.recent.record(channel)
+    def record_deliveries(self, accepted: Mapping[str, int]) -> None:
+        """Count a whole batch at once, when its cursor is saved, so the stats never show
+        deliveries ahead of the cursor."""
+        for channel, count in accepted.items():
+            if count:
+                self.delivered += count
+                self.recent.record(channel, count)

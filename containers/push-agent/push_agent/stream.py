@@ -45,13 +45,22 @@ class InstanceStream:
         self.redis = redis
         self.key = keys.stream(instance)
         self._count_after = redis.register_script(COUNT_AFTER)
+        # The agent's client reads streams here only: its XREAD replies come back as Redis
+        # sent them and ``read`` shapes them in one pass, instead of redis-py's two with a
+        # function call per entry, on the path every message takes.
+        redis.set_response_callback("XREAD", _as_sent)
 
     async def read(self, after: str, count: int, block_ms: int) -> list[RawEntry]:
         """Up to ``count`` entries after ``after``, waiting up to ``block_ms`` for the first."""
         reply = await self.redis.xread({self.key: after}, count=count, block=block_ms)
         if not reply:
             return []
-        return [(_text(entry_id), fields or {}) for entry_id, fields in reply[0][1]]
+        # RESP3 maps the stream key to its entries; RESP2 gives [[key, entries]].
+        entries = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        return [
+            (_text(entry_id), {f[0]: f[1], f[2]: f[3]} if f and len(f) == 4 else _pairs(f))
+            for entry_id, f in entries
+        ]
 
     async def info(self) -> StreamInfo | None:
         """Length and bounds of the stream, or None while it does not exist yet."""
@@ -123,6 +132,18 @@ class GapReporter:
             "(entries trimmed before delivery; delivery resumes at the first entry)",
             self.instance, self.agent_id, gap.position, gap.first_id, gap.lost_at_most,
         )
+
+
+def _as_sent(response: object, **options: object) -> object:
+    return response
+
+
+def _pairs(flat: list | None) -> dict:
+    """Field/value pairs of an entry of any size (none for an entry Redis reports empty)."""
+    if not flat:
+        return {}
+    values = iter(flat)
+    return dict(zip(values, values, strict=True))
 
 
 def _text(value: bytes | str) -> str:
