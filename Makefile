@@ -7,9 +7,10 @@ PYTHON := $(VENV)/bin/python
 run: bootstrap
 	$(PYTHON) -m pushaas_local.stack
 
-# The console's tests drive Debian's chromium; make run does not need it.
+# The console's tests drive Debian's chromium and the bench smoke runs wrk; make run needs
+# neither.
 test:
-	@EXTRA_DEBIAN_PACKAGES=chromium scripts/bootstrap.sh
+	@EXTRA_DEBIAN_PACKAGES="chromium wrk" scripts/bootstrap.sh
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest
 

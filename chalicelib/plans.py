@@ -39,6 +39,14 @@ class Plan:
     def channel_id_regex(self) -> re.Pattern[str]:
         return re.compile(self.channel_id_pattern)
 
+    @property
+    def message_store_mib(self) -> int:
+        """Nchan's shared message store (the replay buffers) in MiB: a quarter of a replica's
+        memory. The rest holds subscriber connections (about 10 KiB each), the agent and the
+        authorizer. A fixed store would either waste small tasks or fill up on large plans,
+        and a full store makes nginx refuse publishes until messages expire."""
+        return max(16, self.memory // 4)
+
 
 def _build(name: str, raw: object) -> Plan:
     if not isinstance(raw, dict):

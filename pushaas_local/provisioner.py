@@ -385,6 +385,7 @@ class LocalProvisioner:
             "PUSH_STREAM_INTERNAL_PORT": str(internal),
             "PUSH_STREAM_BUFFER_LENGTH": str(plan.buffer_length),
             "PUSH_STREAM_BUFFER_SECONDS": str(plan.buffer_seconds),
+            "PUSH_STREAM_SHM_SIZE": f"{plan.message_store_mib}M",
         }
         if authorizer_port:
             nginx_env["PUSH_STREAM_AUTHORIZER_PORT"] = str(authorizer_port)

@@ -42,7 +42,8 @@ wanted=$(cat requirements.txt requirements-dev.txt containers/push-agent/require
     | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     echo "bootstrap: installing Python packages"
-    .venv/bin/python -m pip install -q --upgrade pip
+    # chalice 1.34 packages with pip and accepts pip below 26.3, so pip is pinned too.
+    .venv/bin/python -m pip install -q "pip>=25,<26.3"
     .venv/bin/python -m pip install -q -r requirements-dev.txt \
         -r containers/push-agent/requirements.txt
     echo "$wanted" > "$stamp"

@@ -31,9 +31,10 @@ from push_agent import streamids
 from push_agent.backoff import Backoff
 from push_agent.entries import plan_batch
 from push_agent.http import Connection, HttpError, HttpPool
-from push_agent.nchan import parse_stub_status
+from push_agent.nchan import NchanClient, parse_stub_status
+from push_agent.refill import BufferRefill, NginxBuffer
 from push_agent.settings import Settings, SettingsError, redact_url
-from push_agent.stream import StreamInfo, retention_gap
+from push_agent.stream import InstanceStream, StreamInfo, retention_gap
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -143,6 +144,71 @@ def test_stream_ids_compare_numerically() -> None:
     assert streamids.parse("10-2") > streamids.parse("9-99")
     assert streamids.at_time(1.5) == "1500-0"
     assert not streamids.is_valid("10")
+
+
+def test_the_id_before_an_entry_is_the_greatest_one_below_it() -> None:
+    assert streamids.before("10-2") == "10-1"
+    assert streamids.before("10-0") == f"9-{2**64 - 1}"
+    assert streamids.before("0-0") == "0-0"
+
+
+def test_refill_window_starts_at_its_first_entry_up_to_the_cursor(
+    redis_client: redis.Redis, redis_server: RedisServer,
+) -> None:
+    """Entries older than the window are not delivered again, the position is right before
+    the window's first entry (never before the stream's), and a window holding nothing at
+    or before the cursor needs no refill."""
+    now = int(time.time() * 1000)
+    old, first, second = f"{now - 700_000}-0", f"{now - 5_000}-0", f"{now - 4_000}-0"
+    for entry_id in (old, first, second):
+        redis_client.xadd(keys.stream(INSTANCE), {"c": '["news"]', "t": "x"}, id=entry_id)
+
+    async def starts(cursors: list[str]) -> list[str | None]:
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        nchan = NchanClient(HttpPool("127.0.0.1", 9, size=1))
+        refill = BufferRefill(nchan, InstanceStream(client, INSTANCE), INSTANCE, 600)
+        try:
+            return [await refill.window_start(cursor) for cursor in cursors]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(starts([second, first, old])) == [
+        streamids.before(first), streamids.before(first), None]
+    redis_client.xtrim(keys.stream(INSTANCE), minid=second, approximate=False)
+    assert asyncio.run(starts([second])) == [streamids.before(second)]
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nstored messages: 0\nx\n",
+         NginxBuffer.LOST),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nstored messages: 3\nx\n",
+         NginxBuffer.KEPT),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nchannels: 0", NginxBuffer.KEPT),
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", NginxBuffer.KEPT),
+        (None, NginxBuffer.UNKNOWN),
+    ],
+    ids=["empty", "holding", "no-stored-line", "no-stub-status", "unreachable"],
+)
+def test_nginx_buffer_verdict(reply: bytes | None, verdict: NginxBuffer) -> None:
+    """Only an nginx that says it stores nothing is fresh; one that cannot say is not."""
+
+    async def scenario() -> NginxBuffer:
+        server = await asyncio.start_server(_serve([reply] if reply else []), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        if reply is None:
+            server.close()
+            await server.wait_closed()
+        pool = HttpPool("127.0.0.1", port, size=1, timeout=2)
+        refill = BufferRefill(NchanClient(pool), None, INSTANCE, 600)  # type: ignore[arg-type]
+        try:
+            return await refill.nginx_buffer()
+        finally:
+            await pool.close()
+            server.close()
+
+    assert asyncio.run(scenario()) == verdict
 
 
 # ---- the HTTP client, against a scripted loopback server ------------------------------
@@ -315,7 +381,10 @@ def test_cursor_advances_only_after_nginx_accepted(
     replica.start()
     wait_until(cursor_at(redis_client, pending[-1]), timeout=15, what="cursor after restart")
     received = read_envelopes(replica, "news", has_ids(pending))
-    assert [item["id"] for item in received] == pending
+    # The restarted nginx came up empty, so the agent refilled its buffer window first:
+    # "before" again, as a copy with its own id, then the rest in stream order.
+    assert [item["id"] for item in received] == [before, *pending]
+    agent.wait_for_log("refilling nginx buffer")
 
 
 def test_sigkill_midway_then_restart_loses_nothing(

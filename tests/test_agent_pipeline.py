@@ -4,8 +4,9 @@ splitter, and envelopes assembled from parts that must stay byte-identical to
 
 import asyncio
 import json
+import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from tests import agent_helpers  # noqa: F401  (puts the agent's dir on sys.path
 from push_agent.entries import Planner, plan_batch
 from push_agent.nchan import PublishRequests
 from push_agent.pipeline import PipelinePool, ProtocolError, split_responses
-from push_agent.publisher import Publisher
+from push_agent.publisher import Publisher, Resend, _resend_now
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -164,13 +165,24 @@ class ScriptedNginx:
 
 
 def _publish(nginx: ScriptedNginx, entries: list, concurrency: int = 4, depth: int = 8):
+    return _publish_batches(nginx, [entries], concurrency, depth)[0]
+
+
+def _publish_batches(
+    nginx: ScriptedNginx, batches: list[list], concurrency: int = 4, depth: int = 8,
+    before_resend: Callable[[], Awaitable[Resend]] = _resend_now,
+) -> list:
+    """Each batch published in turn by one publisher; the result of each."""
+
     async def scenario():
         server = await asyncio.start_server(nginx.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         pool = PipelinePool("127.0.0.1", port, concurrency, timeout=5)
-        publisher = Publisher(pool, PublishRequests("127.0.0.1", port), "t", depth)
+        publisher = Publisher(pool, PublishRequests("127.0.0.1", port), "t", depth,
+                              before_resend=before_resend)
         try:
-            return await publisher.publish_batch(plan_batch("t", entries))
+            return [await publisher.publish_batch(plan_batch("t", entries))
+                    for entries in batches]
         finally:
             await pool.close()
             server.close()
@@ -222,3 +234,26 @@ def test_a_5xx_stops_the_channel_there_and_the_retry_resumes_in_order() -> None:
     assert _texts(nginx.accepted["ch2"]) == [f"m{n}" for n in range(2, 40, 4)]
     assert nginx.attempts[envelope.envelope("7-0", "ch2", "m6")] == 3
     assert nginx.attempts[envelope.envelope("11-0", "ch2", "m10")] == 1, "sent past a failure"
+
+
+def test_a_resend_can_wait_or_the_batch_be_abandoned_and_the_backoff_carries_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """LATER backs off again without sending; ABANDON gives the batch up (the agent reads
+    it again); the next batch goes on with the same backoff, so batches abandoned one
+    after another do not hit a failing nginx any faster."""
+    verdicts = [Resend.LATER, Resend.ABANDON, Resend.ABANDON]
+
+    async def before_resend() -> Resend:
+        return verdicts.pop(0)
+
+    nginx = ScriptedNginx(lambda channel, body, attempt: 500 if b'"m6"' in body else 202)
+    caplog.set_level(logging.WARNING, "push_agent.publisher")
+
+    results = _publish_batches(nginx, [_entries(40, 4)] * 2, before_resend=before_resend)
+
+    assert results == [None, None] and not verdicts
+    assert nginx.attempts[envelope.envelope("7-0", "ch2", "m6")] == 2, "resent while LATER"
+    retries = [record.getMessage() for record in caplog.records
+               if record.name == "push_agent.publisher"]
+    assert [message.split("attempt=")[1].split()[0] for message in retries] == ["1", "2", "3"]

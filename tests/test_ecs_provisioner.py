@@ -139,6 +139,7 @@ def test_push_stream_container_serves_port_9080_with_the_plan_buffer(aws: Aws) -
         "PUSH_STREAM_INTERNAL_PORT": "9081",
         "PUSH_STREAM_BUFFER_LENGTH": str(MEDIUM.buffer_length),
         "PUSH_STREAM_BUFFER_SECONDS": str(MEDIUM.buffer_seconds),
+        "PUSH_STREAM_SHM_SIZE": "256M",
         "PUSH_STREAM_WORKERS": "1",
         "PUSH_STREAM_AUTHORIZER_PORT": "9082",
     }

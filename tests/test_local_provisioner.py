@@ -259,13 +259,14 @@ def test_a_plan_change_replaces_replicas_on_the_same_ports(
     cursor = keys.cursor("mypush", "mypush-0")
     wait_until(lambda: redis_client.exists(cursor), "replica 0's cursor")
 
-    provisioner.scale(instance, replace(small, buffer_length=250))
+    provisioner.scale(instance, replace(small, buffer_length=250, memory=2048))
 
     after = running.replicas[0]
     assert after is not before and not before.nginx.alive()
     assert after.ports == before.ports
     conf = tmp_path / "state" / "instances" / "mypush" / "replica-0" / "nginx.conf"
     assert "nchan_message_buffer_length 250;" in conf.read_text()
+    assert "nchan_shared_memory_size 512M;" in conf.read_text()
     assert redis_client.exists(cursor)
     assert healthz(front_port(placement.push_stream_url)) == 200
 

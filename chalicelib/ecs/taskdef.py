@@ -105,6 +105,7 @@ def _push_stream(plan: Plan, settings: EcsSettings) -> dict[str, Any]:
             "PUSH_STREAM_INTERNAL_PORT": str(INTERNAL_PORT),
             "PUSH_STREAM_BUFFER_LENGTH": str(plan.buffer_length),
             "PUSH_STREAM_BUFFER_SECONDS": str(plan.buffer_seconds),
+            "PUSH_STREAM_SHM_SIZE": f"{plan.message_store_mib}M",
             "PUSH_STREAM_WORKERS": str(max(1, plan.cpu // 1024)),
             "PUSH_STREAM_AUTHORIZER_PORT": str(AUTHORIZER_PORT),
         }),

@@ -22,7 +22,8 @@ from push_agent.keepalive import ChannelKeeper
 from push_agent.logs import describe
 from push_agent.nchan import NchanClient, PublishRequests
 from push_agent.pipeline import PipelinePool
-from push_agent.publisher import Publisher
+from push_agent.publisher import Publisher, Resend
+from push_agent.refill import BufferRefill, NginxBuffer
 from push_agent.settings import Settings, redact_url
 from push_agent.state import AgentState
 from push_agent.stats import StatsReporter
@@ -66,7 +67,10 @@ class Agent:
         self.publish_pool = PipelinePool(nginx.host, nginx.port, settings.concurrency,
                                          HTTP_TIMEOUT)
         self.control_pool = HttpPool(nginx.host, nginx.port, CONTROL_CONNECTIONS, HTTP_TIMEOUT)
+        self.control = NchanClient(self.control_pool, nginx.base_path)
         self.stream = InstanceStream(self.redis, settings.instance)
+        self.refill = BufferRefill(self.control, self.stream, settings.instance,
+                                   settings.buffer_seconds)
         self.cursors = CursorStore(self.redis, settings.instance, settings.agent_id,
                                    settings.cursor_ttl)
         self.gaps = GapReporter(settings.instance, settings.agent_id)
@@ -97,7 +101,7 @@ class Agent:
                                    settings.nginx.base_path)
         self.publisher = Publisher(
             self.publish_pool, requests, settings.instance, PIPELINE_DEPTH,
-            on_retry=self._publish_retried,
+            on_retry=self._publish_retried, before_resend=self._before_resend,
         )
         log.info(
             "agent started instance=%s agent=%s nginx=%s redis=%s cursor=%s saved_cursor=%s "
@@ -109,6 +113,7 @@ class Agent:
         )
         if loaded.saved:
             await self._check_gap(loaded.value)
+            await self._refill_at_start(loaded.value)
 
         background = self._start_background()
         delivery = asyncio.create_task(self._deliver(), name="delivery")
@@ -151,12 +156,11 @@ class Agent:
 
     def _start_background(self) -> list[asyncio.Task]:
         settings = self.settings
-        control = NchanClient(self.control_pool, settings.nginx.base_path)
         stats = StatsReporter(
-            self.redis, control, self.stream, self.state, self.gaps, settings.instance,
+            self.redis, self.control, self.stream, self.state, self.gaps, settings.instance,
             settings.agent_id, settings.stats_interval,
         )
-        keeper = ChannelKeeper(self.redis, control, settings.instance,
+        keeper = ChannelKeeper(self.redis, self.control, settings.instance,
                                settings.keepalive_interval)
         return [
             asyncio.create_task(stats.run(), name="stats"),
@@ -192,7 +196,8 @@ class Agent:
                 if self.batch_retried:
                     await _discard(ahead)
                     ahead = None
-                    await self._check_gap(last_id)
+                    # The cursor, not last_id: a refill may have rewound it.
+                    await self._check_gap(self.state.cursor)
         finally:
             if ahead is not None:
                 await _discard(ahead)
@@ -203,6 +208,10 @@ class Agent:
         try:
             self.state.read_position = last_id
             result = await self.publisher.publish_batch(self.planner.plan(entries))
+            while result is None:
+                if await self._refill_after_failure(entries):
+                    return
+                result = await self.publisher.publish_batch(self.planner.plan(entries))
             save = partial(self.cursors.save, last_id)
             await self._retry_redis("save cursor", save, until_stopped=False)
             self.state.cursor = last_id
@@ -222,6 +231,65 @@ class Agent:
     def _publish_retried(self) -> None:
         self.heartbeat.beat()
         self.batch_retried = True
+
+    async def _before_resend(self) -> Resend:
+        """Before resending a failed batch, ask nginx whether it lost its buffer meanwhile.
+
+        Only the rest of the batch would go to a fresh nginx: what the dead one had
+        accepted, of this batch and before, would be missing from the new buffer. So the
+        batch is abandoned and the buffer window read again. While nginx does not answer,
+        nothing is resent: a resend must go to an nginx whose buffer was looked at.
+        """
+        buffer = await self.refill.nginx_buffer()
+        if buffer is NginxBuffer.UNKNOWN:
+            return Resend.LATER
+        return Resend.ABANDON if buffer is NginxBuffer.LOST else Resend.NOW
+
+    async def _refill_at_start(self, cursor: str) -> None:
+        """An agent restarted beside a fresh nginx delivers the buffer window again.
+
+        nginx not answering yet is no verdict: the first failed publish asks again.
+        """
+        if await self.refill.nginx_buffer() is not NginxBuffer.LOST:
+            return
+
+        position = await self._window_start(cursor)
+        if position is not None:
+            self._rewind(position, "nginx-empty-at-agent-start")
+
+    async def _refill_after_failure(self, entries: list) -> bool:
+        """Read again from the buffer window; True when the agent rewound to it.
+
+        When nothing delivered before this batch lies in the window, the fresh nginx only
+        lacks this batch, so it is sent again whole from memory (False): reading it again
+        from Redis would lose what retention trimmed while nginx was down.
+        """
+        cursor = self.state.cursor
+        position = await self._window_start(cursor)
+        if position is None:
+            log.warning(
+                "resending whole batch to a fresh nginx instance=%s agent=%s entries=%d "
+                "cursor=%s", self.settings.instance, self.settings.agent_id, len(entries),
+                cursor,
+            )
+            self.state.refills += 1
+            return False
+
+        self._rewind(position, "nginx-empty-after-failed-publish")
+        return True
+
+    async def _window_start(self, cursor: str) -> str | None:
+        find = partial(self.refill.window_start, cursor)
+        return await self._retry_redis("find buffer window", find)
+
+    def _rewind(self, position: str, reason: str) -> None:
+        """Deliver again from ``position`` on; the saved cursor follows as batches land."""
+        log.warning(
+            "refilling nginx buffer instance=%s agent=%s position=%s cursor=%s reason=%s",
+            self.settings.instance, self.settings.agent_id, position, self.state.cursor,
+            reason,
+        )
+        self.state.rewind(position)
 
     def _reader(self, after: str | None) -> Callable[[], Awaitable[list]]:
         """Reads the batch after ``after`` (None: after the cursor, as it is at read time)."""

@@ -27,6 +27,10 @@ STUB_FIELDS = {
 }
 
 
+class UnexpectedAnswer(HttpError):
+    """nginx answered, but not with what was asked (a status or body the agent cannot use)."""
+
+
 @dataclass(frozen=True)
 class ChannelInfo:
     """What nginx knows about one channel right now."""
@@ -55,10 +59,24 @@ class NchanClient:
 
     async def stub_status(self) -> dict[str, int]:
         """Server-wide counters from ``nchan_stub_status``."""
+        return parse_stub_status(await self._stub_text())
+
+    async def stored_messages(self) -> int:
+        """Messages this nginx holds in its replay buffers right now.
+
+        Unlike the stats counters, a missing line is an error here, not a 0: a 0 makes the
+        agent refill the buffer.
+        """
+        stored = stub_counters(await self._stub_text()).get("stored_messages")
+        if stored is None:
+            raise UnexpectedAnswer("nchan_stub_status has no stored messages line")
+        return stored
+
+    async def _stub_text(self) -> str:
         response = await self.pool.request("GET", f"{self.base_path}/nchan_stub_status")
         if response.status != 200:
-            raise HttpError(f"nchan_stub_status answered {response.status}")
-        return parse_stub_status(response.body.decode("utf-8", "replace"))
+            raise UnexpectedAnswer(f"nchan_stub_status answered {response.status}")
+        return response.body.decode("utf-8", "replace")
 
     def _pub(self, channel: str) -> str:
         return f"{self.base_path}/pub?id={channel}"
@@ -103,7 +121,12 @@ def publishable(channel: str) -> bool:
 
 def parse_stub_status(text: str) -> dict[str, int]:
     """The counters the agent reports, keyed by the stats JSON names (missing ones are 0)."""
-    counters = dict.fromkeys(STUB_FIELDS.values(), 0)
+    return dict.fromkeys(STUB_FIELDS.values(), 0) | stub_counters(text)
+
+
+def stub_counters(text: str) -> dict[str, int]:
+    """The counters present in ``nchan_stub_status`` output, keyed by the stats JSON names."""
+    counters: dict[str, int] = {}
     for line in text.splitlines():
         label, sep, value = line.partition(":")
         name = STUB_FIELDS.get(label.strip())

@@ -8,15 +8,17 @@ first failure, where a retry resumes. Many channels share each connection, which
 the parallelism comes from.
 
 Failed deliveries are retried in rounds with exponential backoff, forever: the caller
-decides when to give up (shutdown cancels the batch).
+decides when to give up (shutdown cancels the batch), and before each resend it may have
+the batch abandoned instead (to read it again from further back, see ``push_agent.refill``).
 """
 
 import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from push_agent.backoff import Backoff
 from push_agent.entries import Delivery
@@ -39,45 +41,75 @@ class BatchResult:
     """Deliveries nginx refused with a 4xx; they were skipped."""
 
 
+class Resend(Enum):
+    """What becomes of the rest of a batch once the backoff after a failed round is over."""
+
+    NOW = "now"
+    LATER = "later"
+    """Back off once more first (nginx is not answering yet)."""
+    ABANDON = "abandon"
+    """Give the batch up: the caller reads it again."""
+
+
+async def _resend_now() -> Resend:
+    return Resend.NOW
+
+
 class Publisher:
     def __init__(
         self, pool: PipelinePool, requests: PublishRequests, instance: str, depth: int,
         on_retry: Callable[[], None] = lambda: None,
+        before_resend: Callable[[], Awaitable[Resend]] = _resend_now,
     ):
         self.pool = pool
         self.requests = requests
         self.instance = instance
         self.depth = depth
         self.on_retry = on_retry
+        self.before_resend = before_resend
+        self.backoff = Backoff()
+        """Reset by a completed batch only: an abandoned batch's retries still count, so
+        batches abandoned one after another do not hit a failing nginx any faster."""
 
-    async def publish_batch(self, plan: Plan) -> BatchResult:
+    async def publish_batch(self, plan: Plan) -> BatchResult | None:
         """Deliver every planned envelope: each is accepted or, on a 4xx, skipped.
 
         The plan's queues are consumed: what is left in them is what is still to send.
+        None when ``before_resend`` had the batch abandoned.
         """
         accepted = {channel: len(queue) for channel, queue in plan.items()}
         rejected: dict[str, int] = {}
         pending = plan
-        backoff = Backoff()
         while True:
             outcome = _Round(self, pending, rejected)
             await outcome.run()
             if not outcome.complete:
                 pending = {channel: queue for channel, queue in pending.items() if queue}
             if outcome.complete or not pending:
+                self.backoff.reset()
                 for channel, count in rejected.items():
                     accepted[channel] -= count
                 return BatchResult(accepted, sum(rejected.values()))
 
-            delay = backoff.next_delay()
+            if not await self._back_off(pending, outcome.last_error):
+                return None
+
+    async def _back_off(self, pending: Plan, error: str) -> bool:
+        """Wait until the rest of the batch may be sent again; False to abandon it."""
+        while True:
+            delay = self.backoff.next_delay()
             log.warning(
                 "publish failed, retrying instance=%s attempt=%d channels=%d messages=%d "
                 "delay=%.2fs error=%s",
-                self.instance, backoff.attempt, len(pending),
-                sum(len(queue) for queue in pending.values()), delay, outcome.last_error,
+                self.instance, self.backoff.attempt, len(pending),
+                sum(len(queue) for queue in pending.values()), delay, error,
             )
             self.on_retry()
             await asyncio.sleep(delay)
+
+            verdict = await self.before_resend()
+            if verdict is not Resend.LATER:
+                return verdict is Resend.NOW
 
 
 class _Round:

@@ -33,8 +33,11 @@ class AgentState:
     """Shared between the delivery loop (writer) and the reporters (readers)."""
 
     cursor: str
+    """Where the next read starts: the saved cursor, or where a refill rewound to."""
     read_position: str = ""
     delivered: int = 0
+    refills: int = 0
+    """Times this agent found its nginx without its buffer and delivered the window again."""
     started: float = field(default_factory=time.monotonic)
     recent: RecentChannels = field(default_factory=RecentChannels)
 
@@ -52,3 +55,8 @@ class AgentState:
             if count:
                 self.delivered += count
                 self.recent.record(channel, count)
+
+    def rewind(self, position: str) -> None:
+        """Read again from ``position`` (a refill); the saved cursor is left as it is."""
+        self.cursor = position
+        self.refills += 1

@@ -106,6 +106,7 @@ class StatsReporter:
             "lag": lag,
             "lag_seconds": lag_seconds,
             "delivered": self.state.delivered,
+            "refills": self.state.refills,
         }
 
     async def _channel_stats(self) -> dict[str, str]:

@@ -62,6 +62,11 @@ class InstanceStream:
             for entry_id, f in entries
         ]
 
+    async def first_between(self, start: str, end: str) -> str | None:
+        """The id of the first entry from ``start`` to ``end`` (both included), if any."""
+        entries = await self.redis.xrange(self.key, min=start, max=end, count=1)
+        return _text(entries[0][0]) if entries else None
+
     async def info(self) -> StreamInfo | None:
         """Length and bounds of the stream, or None while it does not exist yet."""
         try:

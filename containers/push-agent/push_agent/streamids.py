@@ -2,6 +2,9 @@
 
 StreamId = tuple[int, int]
 
+MAX_SEQUENCE = 2**64 - 1
+"""The largest sequence part Redis accepts in an id."""
+
 
 def parse(entry_id: str) -> StreamId:
     """``"1700000000000-3"`` -> ``(1700000000000, 3)``; raises ValueError otherwise."""
@@ -26,3 +29,11 @@ def at_time(unix_seconds: float) -> str:
 
 def millis(entry_id: str) -> int:
     return parse(entry_id)[0]
+
+
+def before(entry_id: str) -> str:
+    """The greatest id below ``entry_id``: reading after it starts exactly at that entry."""
+    millis_part, sequence = parse(entry_id)
+    if sequence:
+        return f"{millis_part}-{sequence - 1}"
+    return f"{millis_part - 1}-{MAX_SEQUENCE}" if millis_part else "0-0"
