@@ -17,7 +17,7 @@ from chalicelib import keys
 log = logging.getLogger(__name__)
 
 GLOBAL_COUNTERS = ("channels", "subscribers", "published_messages", "stored_messages",
-                   "delivered", "lag")
+                   "delivered", "lag", "refills")
 
 
 @dataclass(frozen=True)

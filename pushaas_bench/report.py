@@ -267,7 +267,8 @@ samples; shares of the agent's CPU time):
 """
     return f"""## Where the agent's time goes
 
-**Before** (commit {BEFORE['commit']}, same machine, same method): {BEFORE['agent_rate']} msg/s
+**Before** (commit {BEFORE['commit']}, same method, in an earlier session on another
+machine of this kind, so compare its ratio, not its rates): {BEFORE['agent_rate']} msg/s
 against wrk's {BEFORE['wrk_rate']} (ratio {BEFORE['ratio']}), {BEFORE['agent_us']} µs of agent
 CPU per message. Each delivery was one request-response round trip on one of 16
 connections, each with its own `send()`, its own wake-up of the event loop and a line-by-line
