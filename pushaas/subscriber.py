@@ -19,8 +19,10 @@ from pushaas.version import USER_AGENT
 
 log = logging.getLogger(__name__)
 
-# push-stream pings every 30 s; two missed pings mean the connection is dead.
-READ_TIMEOUT = 75.0
+# push-stream sends nothing on a quiet EventSource stream (no pings: see its nginx config),
+# so a silent connection is reopened after this long, as a load balancer's idle timeout
+# would: a dead connection is found within that time, a quiet one costs one reconnect.
+READ_TIMEOUT = 300.0
 CONNECT_TIMEOUT = 10.0
 
 
@@ -30,18 +32,27 @@ class Subscription(OwnsHttpClient):
     def __init__(self, url: str, last_event_id: str | None = None,
                  retry: RetryPolicy | None = None,
                  on_open: Callable[[], None] | None = None,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None,
+                 read_timeout: float = READ_TIMEOUT):
         self.url = url
         self.last_event_id = last_event_id or ""
         self.retry = retry or RetryPolicy()
         self.on_open = on_open
+        self._opened = False
         self._http = httpx.Client(
-            timeout=httpx.Timeout(CONNECT_TIMEOUT, read=READ_TIMEOUT), transport=transport,
+            timeout=httpx.Timeout(CONNECT_TIMEOUT, read=read_timeout), transport=transport,
             headers={"User-Agent": USER_AGENT, "Accept": "text/event-stream"})
 
     def __iter__(self) -> Iterator[Event]:
+        """Events across reconnections.
+
+        Only failures to get a stream count against the retry policy: a stream that was
+        open and then ended (closed, or silent past the read timeout) is reopened with a
+        fresh backoff, so a quiet channel never exhausts it.
+        """
         backoff = self.retry.start()
         while True:
+            self._opened = False
             try:
                 for event in self._connection():
                     backoff = self.retry.start()
@@ -53,6 +64,8 @@ class Subscription(OwnsHttpClient):
             except PushaasError as exc:
                 failure = exc
 
+            if self._opened:
+                backoff = self.retry.start()
             delay = backoff.next_delay(failure, idempotent=True)
             if delay is None:
                 raise failure
@@ -68,6 +81,7 @@ class Subscription(OwnsHttpClient):
                 raise error_for(status, b"", {k.lower(): v for k, v in response.headers.items()},
                                 f"the push-stream answered {status} {status_phrase(status)} "
                                 f"for {self.url}")
+            self._opened = True
             if self.on_open is not None:
                 self.on_open()
 

@@ -69,3 +69,16 @@ def test_end_to_end_and_idle_sections(tmp_path: Path) -> None:
     report = (tmp_path / "benchmarks.md").read_text()
     assert "2. Extra latency" in report and "5. Idle subscribers" in report
     assert (tmp_path / "bench-latency.png").exists()
+
+
+def test_ping_memory_compares_the_variants() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pushaas_bench.ping_memory", "--seconds", "11",
+         "--subscribers", "10", "--rate", "50", "--pings", "0,5"],
+        cwd=REPO, capture_output=True, text=True, timeout=55,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| none", "| every 5 s"]
+    assert all(int(row.split(" | ")[-1].rstrip(" |").replace(",", "")) > 0 for row in rows)

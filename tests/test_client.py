@@ -410,3 +410,55 @@ def test_subscribe_urls() -> None:
             push.subscribe_url("a/b")
         with pytest.raises(ValueError):
             push.subscribe_url("a", "sse")
+
+
+class QuietStream:
+    """An EventSource server whose first stream carries one event and whose next
+    ``quiet`` streams carry nothing until the client gives up on them; then one more event.
+    It records the Last-Event-ID of every request."""
+
+    def __init__(self, quiet: int):
+        self.quiet = quiet
+        self.last_ids: list[str | None] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.last_ids.append(self.headers.get("Last-Event-ID"))
+                number = len(server.last_ids)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                if number == 1 or number == server.quiet + 2:
+                    self.wfile.write(f"id: {number}:0\ndata: event {number}\n\n".encode())
+                    self.wfile.flush()
+                time.sleep(1.0)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "QuietStream":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_quiet_stream_is_reopened_without_spending_the_retries() -> None:
+    """More silent streams in a row than the policy's attempts: each is reopened with the
+    last id, and the event after them still arrives."""
+    with QuietStream(quiet=FAST.max_attempts + 2) as server:
+        url = f"http://127.0.0.1:{server.httpd.server_address[1]}/ev/quiet"
+        with Subscription(url, retry=FAST, read_timeout=0.2) as subscription:
+            events = iter(subscription)
+            first, second = next(events), next(events)
+
+    assert (first.data, second.data) == ("event 1", f"event {FAST.max_attempts + 4}")
+    assert server.last_ids[0] is None
+    assert set(server.last_ids[1:]) == {"1:0"}

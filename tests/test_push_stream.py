@@ -87,6 +87,20 @@ def test_replica_config_carries_the_settings(tmp_path: Path) -> None:
     assert "{{" not in text
 
 
+def test_eventsource_pings_only_when_asked(tmp_path: Path) -> None:
+    """Nchan 1.3.6 keeps memory per EventSource ping on a busy connection (the soak and
+    pushaas_bench.ping_memory measure it), so they are off unless an operator asks;
+    WebSocket pings do not grow and stay."""
+    render = load_render()
+    default = render.render_replica({"PUSH_STREAM_RUN_DIR": str(tmp_path)})
+    asked = render.render_replica({"PUSH_STREAM_RUN_DIR": str(tmp_path),
+                                   "PUSH_STREAM_EVENTSOURCE_PING": "45"})
+
+    assert "nchan_eventsource_ping_interval" not in default
+    assert "nchan_websocket_ping_interval 30s;" in default
+    assert "nchan_eventsource_ping_interval 45s;" in asked
+
+
 def test_front_config_lists_every_upstream(tmp_path: Path) -> None:
     text = load_render().render_front({
         "PUSH_STREAM_RUN_DIR": str(tmp_path),
@@ -104,6 +118,7 @@ def test_front_config_lists_every_upstream(tmp_path: Path) -> None:
     ("PUSH_STREAM_BUFFER_LENGTH", "-1", False),
     ("PUSH_STREAM_CORS_ORIGIN", "*; deny all", False),
     ("PUSH_STREAM_SHM_SIZE", "64X", False),
+    ("PUSH_STREAM_EVENTSOURCE_PING", "30s", False),
     ("PUSH_STREAM_WORKERS", "0", False),
     ("PUSH_STREAM_NCHAN_MODULE", "/nonexistent/ngx_nchan_module.so", False),
     ("PUSH_STREAM_RUN_DIR", "/tmp/a b", False),

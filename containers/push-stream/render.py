@@ -239,6 +239,16 @@ def _authorizer(env: Mapping[str, str], taken: set[int]) -> dict[str, str]:
     }
 
 
+def _eventsource_ping(env: Mapping[str, str]) -> str:
+    """Off by default: Nchan 1.3.6 holds memory per ping on a busy EventSource connection
+    until it closes (docs/reliability.md). An operator behind proxies that cut quiet
+    streams sooner than the load balancer can turn it on and accept that cost."""
+    seconds = _integer(env, "PUSH_STREAM_EVENTSOURCE_PING", 0, 0, 3600)
+    if not seconds:
+        return "# No EventSource pings (PUSH_STREAM_EVENTSOURCE_PING=0)."
+    return f"nchan_eventsource_ping_interval {seconds}s;"
+
+
 def render_replica(env: Mapping[str, str]) -> str:
     """The config of one replica: public subscriber server plus loopback publisher server."""
     values = _common(env)
@@ -257,6 +267,7 @@ def render_replica(env: Mapping[str, str]) -> str:
         cors_origin=cors_origin,
         cors_credentials="off" if cors_origin == "*" else "on",
         shm_size=_shm_size(env),
+        eventsource_ping=_eventsource_ping(env),
         **authorizer,
     )
     return _fill(REPLICA_TEMPLATE, values)
