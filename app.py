@@ -193,13 +193,15 @@ def post_channel() -> Response:
 @app.route("/api/v1/channels/{channel_id}", methods=["GET"])
 @view
 def get_channel(channel_id: str) -> dict:
-    return pushapi.channel_store(services.current(), app.current_request).get(channel_id)
+    return pushapi.channel_store(services.current(), app.current_request).get(
+        pushapi.path_id(channel_id))
 
 
 @app.route("/api/v1/channels/{channel_id}", methods=["DELETE"])
 @view
 def delete_channel(channel_id: str) -> Response:
-    return pushapi.delete_channel(services.current(), app.current_request, channel_id)
+    return pushapi.delete_channel(services.current(), app.current_request,
+                                  pushapi.path_id(channel_id))
 
 
 @app.route("/api/v1/stats/global", methods=["GET"])
@@ -211,7 +213,8 @@ def global_stats() -> dict:
 @app.route("/api/v1/stats/channels/{channel_id}", methods=["GET"])
 @view
 def channel_stats(channel_id: str) -> dict:
-    return pushapi.channel_stats(services.current(), app.current_request, channel_id)
+    return pushapi.channel_stats(services.current(), app.current_request,
+                                 pushapi.path_id(channel_id))
 
 
 @app.route("/api/v1/config", methods=["GET"])

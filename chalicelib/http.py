@@ -9,6 +9,7 @@ one log line with the path and traceback. Request bodies are never logged.
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -83,16 +84,47 @@ def _path(current_request: Callable[[], Request]) -> str:
         return "?"
 
 
+# A surrogate code point, escaped (\ud800) or encoded raw (json.loads accepts both); only
+# a body containing one pays for the full check.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(raw: bytes | str) -> object:
+    """Strict JSON: BadRequest for what json.loads takes but is not valid, or not text.
+
+    Python's parser accepts NaN and Infinity, lone surrogates (which no UTF-8 storage can
+    hold: Redis would fail half-way through a request) and fails with RecursionError on
+    deep nesting; all of them are the client's error, so they get a 400 here.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
+
+    if _SURROGATE.search(data):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("request body has a lone surrogate (\\ud800-\\udfff); "
+                             "strings must be valid Unicode") from None
+        except RecursionError:
+            raise BadRequest("request body is nested too deeply") from None
+    return value
+
+
 def json_body(request: Request) -> object:
     """The request body as JSON whatever the Content-Type (curl's default is a form)."""
     raw = request.raw_body or b""
     if not raw.strip():
         raise BadRequest("request body is empty; a JSON object is expected")
-
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("request body is not valid JSON") from None
+    return parse_json(raw)
 
 
 def header(request: Request, name: str) -> str | None:

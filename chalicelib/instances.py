@@ -6,6 +6,7 @@ publisher secret is never stored: only a random salt from which it is derived.
 """
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -16,6 +17,8 @@ import redis
 
 from chalicelib import keys
 from chalicelib.errors import BadRequest, Conflict, NotFound
+
+log = logging.getLogger(__name__)
 
 # Updating a deleted instance must not resurrect a partial record.
 _UPDATE_IF_EXISTS = """
@@ -99,10 +102,22 @@ class InstanceStore:
         instance.created = instance.updated = now
         instance.salt = secrets.token_hex(16)
 
+        record = instance.to_redis()
         if not self.redis.sadd(keys.INSTANCES, instance.name):
             raise Conflict(f"instance {instance.name!r} already exists")
-        self.redis.hset(keys.instance(instance.name), mapping=instance.to_redis())
+        try:
+            self.redis.hset(keys.instance(instance.name), mapping=record)
+        except BaseException:
+            # Without its record the name would stay taken by nothing (409, then 404).
+            self._release_name(instance.name)
+            raise
         return instance
+
+    def _release_name(self, name: str) -> None:
+        try:
+            self.redis.srem(keys.INSTANCES, name)
+        except redis.RedisError:
+            log.error("instance name left reserved after a failed create instance=%s", name)
 
     def find(self, name: str) -> Instance | None:
         record = self.redis.hgetall(keys.instance(name))

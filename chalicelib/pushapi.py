@@ -5,7 +5,7 @@ only on that instance's keys, so credentials of one instance can never reach ano
 """
 
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from chalice.app import Request, Response
 
@@ -28,6 +28,16 @@ def _login(svc: Services, request: Request) -> tuple[Instance, Plan]:
         log.error("instance has an unknown plan instance=%s plan=%s", instance.name, instance.plan)
         raise Unavailable("instance plan is not configured")
     return instance, plan
+
+
+def path_id(raw: str) -> str:
+    """A channel id from the URL path, percent-decoded.
+
+    JavaScript's encodeURIComponent sends ``user:42`` as ``user%3A42``, and whether the
+    gateway in front decoded it already varies (chalice local does not). No valid id holds
+    a ``%``, so decoding once is never wrong.
+    """
+    return unquote(raw) if "%" in raw else raw
 
 
 def check_auth(svc: Services, request: Request) -> dict:

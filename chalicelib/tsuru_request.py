@@ -5,12 +5,12 @@ for the parameter bag) and JSON with camelCase names when a service asks for it.
 become a ``TsuruFields`` with form-style names, so the broker has one code path.
 """
 
-import json
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from chalicelib.errors import BadRequest
+from chalicelib.http import parse_json
 
 LIST_FIELDS = frozenset({"tags", "app-hosts", "app-internal-hosts", "app-cluster-addresses"})
 
@@ -79,10 +79,7 @@ def _parse_json(text: str) -> TsuruFields:
     if not text.strip():
         return TsuruFields()
 
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise BadRequest("request body is not valid JSON") from None
+    data = parse_json(text)
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
 

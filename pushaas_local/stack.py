@@ -120,7 +120,7 @@ def walkthrough() -> str:
     after the two variable lines with this run's real values.
     """
     return """\
-# 1. Create an instance (what `tsuru service-instance-add pushaas mypush -p small` does):
+# 1. Create an instance (what `tsuru service-instance-add pushaas mypush small -t myteam` does):
 curl -sS -w '%{http_code}\\n' -u "$AUTH" -d name=mypush -d plan=small \\
   -d team=myteam -d user=me@example.com $API/resources
 

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import redis
 
 from chalicelib import keys
+from chalicelib.instances import Instance, InstanceStore
 from tests.api import BROKER, FORM, JSON, FakeProvisioner, basic, body, drain_jobs, running_instance
 
 
@@ -68,10 +70,35 @@ def test_create_rejects_bad_input(client, redis_client, payload, expected):
 
 
 def test_create_rejects_malformed_json(client, redis_client):
-    for raw in ["{", "[1]", json.dumps({"name": ["x"], "team": "t", "user": "u"})]:
+    for raw in ["{", "[1]", json.dumps({"name": ["x"], "team": "t", "user": "u"}),
+                '{"name": "s1", "plan": "small", "team": "t", "user": "\\ud800"}',
+                '{"name": "s1", "plan": "small", "team": "t", "user": "u", "n": NaN}',
+                "[" * 100_000 + "]" * 100_000]:
         response = client.http.post("/resources", headers=JSON, body=raw)
-        assert response.status_code == 400, raw
+        assert response.status_code == 400, raw[:80]
+        assert body(response)["code"] == 400
     assert redis_client.keys("*") == []
+
+    # Nothing of the refused requests holds the name.
+    valid = {"name": "s1", "plan": "small", "team": "t", "user": "u"}
+    assert client.http.post("/resources", headers=JSON,
+                            body=json.dumps(valid)).status_code == 201
+
+
+def test_a_create_that_fails_half_way_releases_the_name(redis_client, monkeypatch):
+    """Redis failing between reserving the name and writing the record."""
+    store = InstanceStore(redis_client)
+
+    def broken(*args, **kwargs):
+        raise redis.ConnectionError("connection lost")
+
+    monkeypatch.setattr(redis_client, "hset", broken)
+    with pytest.raises(redis.ConnectionError):
+        store.create(Instance(name="half", plan="small"))
+    monkeypatch.undo()
+
+    assert not redis_client.sismember(keys.INSTANCES, "half")
+    assert store.create(Instance(name="half", plan="small")).name == "half"
 
 
 def test_duplicate_name_is_409_and_keeps_the_first(client, redis_client):

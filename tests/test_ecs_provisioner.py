@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from chalicelib.credentials import subscribe_key
 from chalicelib.ecs import (
     EcsProvisioner,
+    build_provisioner,
     key_parameter,
     listener_rule,
     naming,
@@ -28,6 +29,7 @@ from chalicelib.errors import ConfigError
 from chalicelib.instances import Instance
 from chalicelib.plans import Plan, load_plans
 from chalicelib.provisioner import ProvisionError
+from chalicelib.settings import Secret
 from tests.aws import CLUSTER, DOMAIN, LOG_GROUP, MASTER_KEY, REGION, Aws, moto_account
 
 PLANS = load_plans()
@@ -187,9 +189,17 @@ def test_task_definition_is_tagged_with_the_instance(aws: Aws) -> None:
     assert tags["pushaas:instance"] == "mypush"
 
 
-def test_a_plan_fargate_cannot_run_is_a_provision_error(aws: Aws) -> None:
-    odd = replace(SMALL, name="odd", cpu=256, memory=4096)
-    with pytest.raises(ProvisionError, match="odd.*256 CPU units with 4096 MiB"):
+@pytest.mark.parametrize(("cpu", "memory", "allowed"), [
+    (256, 4096, "one of 512, 1024, 2048"),
+    (256, 1536, "one of 512, 1024, 2048"),
+    (1024, 1536, "from 2048 to 8192 in steps of 1024"),
+])
+def test_a_plan_fargate_cannot_run_is_a_provision_error(
+    aws: Aws, cpu: int, memory: int, allowed: str,
+) -> None:
+    odd = replace(SMALL, name="odd", cpu=cpu, memory=memory)
+    with pytest.raises(ProvisionError, match=f"odd.*{cpu} CPU units with {memory} MiB "
+                                             f"\\({allowed}\\)"):
         aws.provisioner().provision(instance(plan=odd), odd)
     assert aws.target_groups() == []
 
@@ -710,3 +720,15 @@ def test_names_fit_aws_limits() -> None:
     assert naming.instance_for_group(f"service:pushaas-{longest}") == longest
     assert len(f"{longest}.{EcsSettings.from_env(_valid_env()).push_stream_domain}") <= 128
     assert isinstance(EcsProvisioner.instance_for_group("service:pushaas-x"), str)
+
+
+def test_the_lambda_provisioner_bounds_every_aws_call() -> None:
+    """A hung endpoint fails the step within the job function's time, so its reason is
+    recorded; the default clients would wait a minute per read and retry on top."""
+    provisioner = build_provisioner(Secret(MASTER_KEY), _valid_env())
+
+    for client in (provisioner.ecs, provisioner.elbv2, provisioner.ssm):
+        config = client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (5, 20)
+        assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
+        assert client.meta.region_name == "eu-west-1"

@@ -170,6 +170,17 @@ def test_ecs_task_state_changes_of_this_cluster_reach_the_event_handler(cfn):
     assert rules[0]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["HandleEcsEvent", "Arn"]}
 
 
+def test_unknown_routes_get_a_json_404_that_quotes_nothing_of_the_request(cfn):
+    [api] = resources_of(cfn, "AWS::ApiGateway::RestApi").values()
+    responses = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+
+    assert missing["statusCode"] == 404
+    template = missing["responseTemplates"]["application/json"]
+    assert json.loads(template) == {"code": 404, "message": "no such route"}
+    assert api["Properties"]["Body"]["paths"], "the merge kept Chalice's routes"
+
+
 def test_reconcile_runs_every_minute(cfn):
     schedules = [r["Properties"] for r in resources_of(cfn, "AWS::Events::Rule").values()
                  if "ScheduleExpression" in r["Properties"]]

@@ -63,6 +63,18 @@ def test_javascript_client_ensure_channel_then_post_message(client, publisher, r
     assert client.http.delete("/api/v1/channels/news", headers=publisher).status_code == 404
 
 
+def test_percent_encoded_channel_ids_in_the_path(client, publisher):
+    """What JavaScript's encodeURIComponent sends for ``user:42``."""
+    post(client, "/api/v1/channels", publisher, {"id": "user:42", "ttl": 0})
+
+    fetched = client.http.get("/api/v1/channels/user%3A42", headers=publisher)
+    assert fetched.status_code == 200 and body(fetched)["id"] == "user:42"
+    stats = client.http.get("/api/v1/stats/channels/user%3A42", headers=publisher)
+    assert stats.status_code == 200
+    assert client.http.delete("/api/v1/channels/user%3a42", headers=publisher).status_code == 204
+    assert client.http.get("/api/v1/channels/user:42", headers=publisher).status_code == 404
+
+
 def test_channel_ttl_expires(client, publisher, redis_client):
     post(client, "/api/v1/channels", publisher, {"id": "brief", "ttl": 30})
 
@@ -87,6 +99,10 @@ def test_channel_ttl_expires(client, publisher, redis_client):
     ({"channels": ["news"], "content": {"a": 1}}, 400),
     ({"channels": ["news"], "content": "x" * 32769}, 413),
     ({"channels": [f"c{i}" for i in range(101)], "content": "x"}, 400),
+    ('{"channels": ["news"], "content": "\\ud800"}', 400),
+    ('{"channels": ["news"], "content": "x", "n": NaN}', 400),
+    ('{"channels": ["news"], "content": "x", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     400),
 ])
 def test_bad_messages_get_4xx_and_append_nothing(client, publisher, redis_client,
                                                   payload, status):

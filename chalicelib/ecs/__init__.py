@@ -19,8 +19,13 @@ def build_provisioner(master_key: Secret,
                       env: Mapping[str, str] | None = None) -> EcsProvisioner:
     """The provisioner of this Lambda container, with clients in the configured region."""
     import boto3  # only AWS mode pays for importing boto3
+    from botocore.config import Config
 
     settings = EcsSettings.from_env(os.environ if env is None else env)
     session = boto3.session.Session(region_name=settings.region)
-    return EcsProvisioner(settings, session.client("ecs"), session.client("elbv2"),
-                          session.client("ssm"), master_key)
+    # Bounded calls: a hung AWS endpoint must fail the step while the job function still
+    # has time to record why (its timeout is 120 s), not outlast it.
+    config = Config(connect_timeout=5, read_timeout=20,
+                    retries={"total_max_attempts": 3, "mode": "standard"})
+    clients = [session.client(name, config=config) for name in ("ecs", "elbv2", "ssm")]
+    return EcsProvisioner(settings, *clients, master_key)

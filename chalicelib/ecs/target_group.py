@@ -29,9 +29,9 @@ ATTRIBUTES = {
     # stores the AWSALB cookie nor sends it back (and nchan answers CORS with credentials
     # off). WebSocket and EventSource connections are long-lived anyway: they are pinned
     # to one task for their whole life without any cookie. A reconnect may land on another
-    # task: it does not know the other nginx's event id and replays its whole buffer, so
-    # nothing is lost (every agent delivers every message) and clients drop the
-    # duplicates by the envelope id.
+    # task, whose nginx numbers its event ids on its own (every agent delivers every
+    # message): near the resume point the client may get duplicates, dropped by the
+    # envelope id, or miss messages of the same second (README, known limitations).
     "stickiness.enabled": "false",
     # An open subscriber is an outstanding request, so this algorithm sends a newcomer to
     # the task holding the fewest subscribers instead of spreading connects round-robin.

@@ -31,8 +31,8 @@ AGENT_RESTART_PERIOD = 60
 """A crashed agent is restarted in place (its nginx and subscribers stay up) if it ran
 this long; one that fails sooner stops the task, and ECS replaces the task."""
 
-FARGATE_MEMORY = {
-    256: range(512, 2049, 512),
+FARGATE_MEMORY: dict[int, range | tuple[int, ...]] = {
+    256: (512, 1024, 2048),
     512: range(1024, 4097, 1024),
     1024: range(2048, 8193, 1024),
     2048: range(4096, 16385, 1024),
@@ -51,8 +51,13 @@ def check_fargate_size(plan: Plan) -> None:
                              f"(one of {', '.join(map(str, FARGATE_MEMORY))})")
     if plan.memory not in sizes:
         raise ProvisionError(f"plan {plan.name!r}: Fargate does not run {plan.cpu} CPU units "
-                             f"with {plan.memory} MiB (from {sizes.start} to {sizes.stop - 1} "
-                             f"in steps of {sizes.step})")
+                             f"with {plan.memory} MiB ({_sizes(sizes)})")
+
+
+def _sizes(sizes: range | tuple[int, ...]) -> str:
+    if isinstance(sizes, range):
+        return f"from {sizes.start} to {sizes.stop - 1} in steps of {sizes.step}"
+    return "one of " + ", ".join(map(str, sizes))
 
 
 def build(name: str, plan: Plan, settings: EcsSettings, subscribe_key_arn: str) -> dict[str, Any]:
