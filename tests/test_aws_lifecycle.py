@@ -180,3 +180,69 @@ def test_reconciler_recreates_a_service_deleted_by_hand(aws: Aws, lambda_client:
     [service] = aws.services()
     assert service["serviceName"] == "pushaas-fragile"
     assert status(lambda_client, "fragile") == 202
+
+
+def delivery(client: Client, name: str, receive_count: int) -> dict:
+    """The SQS event of the instance's queued job, as its ``receive_count``-th delivery."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.get_queue_url(QueueName="pushaas-jobs")["QueueUrl"]
+    [message] = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]
+    assert json.loads(message["Body"])["instance"] == name
+    event = client.events.generate_sqs_event(queue_name="pushaas-jobs",
+                                             message_bodies=[message["Body"]])
+    event["Records"][0].setdefault("attributes", {})["ApproximateReceiveCount"] = \
+        str(receive_count)
+    return event
+
+
+def test_a_job_that_failed_half_way_is_finished_by_its_redelivery(
+    aws: Aws, lambda_client: Client, monkeypatch,
+) -> None:
+    """ECS refuses the service after routing, key and revision exist; SQS delivers the job
+    again and it converges to what one clean run leaves: one of everything."""
+    from chalicelib.ecs import provisioner
+    from chalicelib.ecs.errors import RetryLater
+
+    create(lambda_client, "halfway")
+    converge = provisioner.service.converge
+
+    def refuse(*args, **kwargs):
+        raise RetryLater("ECS is busy")
+
+    monkeypatch.setattr(provisioner.service, "converge", refuse)
+    with pytest.raises(RetryLater):
+        lambda_client.lambda_.invoke("handle_job", delivery(lambda_client, "halfway", 1))
+    assert (aws.services(), len(aws.target_groups()), len(aws.rules())) == ([], 1, 1)
+    assert status(lambda_client, "halfway") == 202
+
+    monkeypatch.setattr(provisioner.service, "converge", converge)
+    lambda_client.lambda_.invoke("handle_job", delivery(lambda_client, "halfway", 2))
+
+    assert len(aws.services()) == len(aws.target_groups()) == len(aws.rules()) == 1
+    assert len(aws.revisions("pushaas-halfway")) == 1
+    assert aws.services()[0]["loadBalancers"][0]["targetGroupArn"] == \
+        aws.target_groups()[0]["TargetGroupArn"]
+
+
+def test_a_job_failing_on_every_delivery_fails_the_instance_on_the_last(
+    aws: Aws, lambda_client: Client, monkeypatch,
+) -> None:
+    from chalicelib.ecs import provisioner
+    from chalicelib.ecs.errors import RetryLater
+
+    create(lambda_client, "stubborn")
+    attempts = services.current().settings.job_attempts
+
+    def refuse(*args, **kwargs):
+        raise RetryLater("ECS is busy")
+
+    monkeypatch.setattr(provisioner.service, "converge", refuse)
+    for receive_count in range(1, attempts + 1):
+        with pytest.raises(RetryLater):
+            lambda_client.lambda_.invoke("handle_job",
+                                         delivery(lambda_client, "stubborn", receive_count))
+        expected = 500 if receive_count == attempts else 202
+        assert status(lambda_client, "stubborn") == expected, receive_count
+
+    reply = lambda_client.http.get("/resources/stubborn/status", headers=BROKER)
+    assert b"ECS is busy" in reply.body
