@@ -5,7 +5,6 @@ by ``api_view`` so errors become JSON in one place.
 """
 
 import logging
-import os
 from collections.abc import Callable
 
 from chalice import Chalice, Rate, Response
@@ -16,12 +15,13 @@ from chalicelib.credentials import check_broker
 from chalicelib.http import JSON_TYPES, api_view, base_url, created, empty, normalize_error
 from chalicelib.openapi import openapi_document
 from chalicelib.reconciler import Reconciler
+from chalicelib.settings import log_level
 from chalicelib.sqs_queue import handle_delivery
 from chalicelib.tsuru_request import TsuruFields, parse
 
 app = Chalice(app_name="pushaas")
 app.register_blueprint(console.blueprint)
-logging.basicConfig(level=os.environ.get("PUSHAAS_LOG_LEVEL", "INFO"),
+logging.basicConfig(level=log_level(),
                     format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 TSURU_TYPES = ["application/x-www-form-urlencoded", "application/json"]

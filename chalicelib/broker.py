@@ -96,13 +96,10 @@ def remove_instance(svc: Services, name: str) -> None:
 def list_instances(svc: Services) -> list[dict[str, object]]:
     """Every instance with what an operator scans for (not part of Tsuru's API)."""
     listing = []
-    for name in svc.store.names():
-        instance = svc.store.find(name)
-        if instance is None:
-            continue
+    for instance in svc.store.readable():
         plan = svc.plans.get(instance.plan)
         listing.append({
-            "name": name, "plan": instance.plan, "status": instance.status.value,
+            "name": instance.name, "plan": instance.plan, "status": instance.status.value,
             "reason": instance.reason, "team": instance.team,
             "replicas": plan.replicas if plan else None,
             "push_stream_url": instance.push_stream_url,

@@ -7,6 +7,7 @@ atomically, so a rejected request changes nothing.
 """
 
 import json
+import logging
 import math
 import time
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ import redis
 from chalicelib import keys
 from chalicelib.errors import BadRequest, Conflict, NotFound
 from chalicelib.plans import Plan
+
+log = logging.getLogger(__name__)
 
 MAX_TTL = 365 * 24 * 3600
 
@@ -87,9 +90,10 @@ class ChannelStore:
     def get(self, channel_id: str) -> dict:
         validate_id(self.plan, channel_id)
         raw = self.redis.get(keys.channel(self.instance, channel_id))
-        if raw is None:
+        record = None if raw is None else self._record(channel_id, raw)
+        if record is None:
             raise NotFound(f"channel {channel_id!r} not found")
-        return json.loads(raw)
+        return record
 
     def list(self) -> list[dict]:
         index = keys.channel_index(self.instance)
@@ -99,7 +103,21 @@ class ChannelStore:
             return []
 
         raws = self.redis.mget([keys.channel(self.instance, i) for i in ids])
-        return [json.loads(raw) for raw in raws if raw is not None]
+        records = (self._record(i, raw) for i, raw in zip(ids, raws, strict=True) if raw)
+        return [record for record in records if record is not None]
+
+    def _record(self, channel_id: str, raw: str) -> dict | None:
+        """A stored channel, or None (logged) when the record is not what this code wrote:
+        one damaged record must not take the listing, or the channel's route, down."""
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            log.error("unreadable channel record instance=%s channel=%s",
+                      self.instance, channel_id)
+            return None
+        return record
 
     def delete(self, channel_id: str) -> None:
         validate_id(self.plan, channel_id)

@@ -53,12 +53,19 @@ def parse(detail: object, instance_for_group: Callable[[str], str | None]) -> Ta
     )
 
 
+MAX_REASON = 1000
+"""Characters of a stopped reason kept: it is stored as the instance's reason and logged,
+and ECS's own reasons are far shorter."""
+
+
 def _stopped_reason(detail: Mapping) -> str:
     reasons = [str(detail["stoppedReason"])] if detail.get("stoppedReason") else []
-    for container in detail.get("containers") or []:
+    containers = detail.get("containers")
+    for container in containers if isinstance(containers, list) else []:
         if isinstance(container, Mapping) and container.get("reason"):
             reasons.append(f"{container.get('name', 'container')}: {container['reason']}")
-    return "; ".join(reasons)
+    reason = "; ".join(reasons)
+    return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 1] + "…"
 
 
 def apply(change: TaskChange, store: InstanceStore) -> None:

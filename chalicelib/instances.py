@@ -134,6 +134,20 @@ class InstanceStore:
     def names(self) -> list[str]:
         return sorted(self.redis.smembers(keys.INSTANCES))
 
+    def readable(self) -> list[Instance]:
+        """Every instance whose record parses; the others are logged and left out, so one
+        damaged record cannot take a listing or the local runner's start down."""
+        instances = []
+        for name in self.names():
+            try:
+                instance = self.find(name)
+            except (ValueError, redis.ResponseError) as exc:
+                log.error("unreadable instance record instance=%r error=%s", name, exc)
+                continue
+            if instance is not None:
+                instances.append(instance)
+        return instances
+
     def update(self, name: str, **changes: object) -> None:
         """Change some fields of an existing record, refreshing ``updated``."""
         values = {k: (v.value if isinstance(v, Enum) else v) for k, v in changes.items()}
@@ -162,8 +176,20 @@ class InstanceStore:
     def mark_converged(self, name: str, when: float) -> None:
         self.redis.hset(keys.instance(name), "converged_at", str(when))
 
+    def forget_invalid_name(self, name: str) -> None:
+        """Drop a member of the instance set that no instance can have (a corrupted set)."""
+        self.redis.srem(keys.INSTANCES, name)
+
     def purge(self, name: str) -> int:
-        """Delete every key of the instance and forget its name; returns keys deleted."""
+        """Delete every key of the instance and forget its name; returns keys deleted.
+
+        The keys are found with a SCAN pattern, so a name that is not a valid instance
+        name (a ``*`` or ``[a]`` from a corrupted set member or job) is refused here: as a
+        glob it would match other instances' keys.
+        """
+        if not NAME_PATTERN.match(name or ""):
+            raise ValueError(f"refusing to purge keys of an invalid instance name {name!r}")
+
         deleted = 0
         batch: list[str] = []
         for key in self.redis.scan_iter(match=keys.instance_pattern(name), count=500):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from chalicelib.instances import InstanceStore, Status
+from chalicelib.instances import NAME_PATTERN, InstanceStore, Status
 from chalicelib.plans import Plan
 from chalicelib.provisioner import Provisioner, ProvisionError
 
@@ -42,14 +42,19 @@ class Job:
         """Parse a queued job; ValueError for anything that is not a job we know."""
         try:
             data = json.loads(raw)
-            return cls(
+            job = cls(
                 kind=Kind(data["kind"]),
                 instance=str(data["instance"]),
                 id=str(data["id"]),
                 attempt=int(data.get("attempt", 1)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise ValueError(f"malformed job: {exc}") from None
+
+        # Instance names end up in key patterns: only a valid name makes a job.
+        if not NAME_PATTERN.match(job.instance):
+            raise ValueError(f"malformed job: invalid instance name {job.instance!r}")
+        return job
 
     def retried(self) -> "Job":
         return Job(kind=self.kind, instance=self.instance, id=self.id, attempt=self.attempt + 1)

@@ -17,7 +17,7 @@ from typing import Protocol
 import redis
 
 from chalicelib import keys
-from chalicelib.instances import Instance, InstanceStore, Status
+from chalicelib.instances import NAME_PATTERN, Instance, InstanceStore, Status
 from chalicelib.plans import Plan
 from chalicelib.provisioner import Provisioner
 
@@ -74,6 +74,12 @@ class Reconciler:
         return report
 
     def _reconcile(self, name: str, report: Report) -> None:
+        if not NAME_PATTERN.match(name):
+            log.warning("dropping an invalid name from the instance set name=%r", name)
+            self.store.forget_invalid_name(name)
+            report.repairs.append(f"{name!r}: dropped an invalid instance name")
+            return
+
         instance = self.store.find(name)
         if instance is None:
             self.store.purge(name)

@@ -8,6 +8,7 @@ deployment fails on its first request with a clear log line instead of half-work
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from chalicelib.errors import ConfigError
 
@@ -71,7 +72,8 @@ def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str,
     return value
 
 
-def _positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive_number(env: Mapping[str, str], name: str, default: float,
+                     most: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -80,16 +82,46 @@ def _positive_number(env: Mapping[str, str], name: str, default: float) -> float
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
+    if not 0 < value <= most:  # also refuses nan and inf
+        raise ConfigError(f"{name} must be above 0 and at most {most:g}, not {raw!r}")
     return value
 
 
-def _count(env: Mapping[str, str], name: str) -> int:
-    raw = env.get(name, "").strip() or "0"
-    if not raw.isdigit() or int(raw) > 5:
-        raise ConfigError(f"{name} must be a whole number from 0 to 5, not {raw!r}")
+def _count(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip() or str(default)
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {raw!r}")
     return int(raw)
+
+
+def _redis_url(env: Mapping[str, str]) -> str:
+    """The URL checked here, so a typo is one clear error at start rather than a 500 on
+    every request; the message never quotes the URL, which holds the password."""
+    name = "PUSHAAS_REDIS_URL"
+    value = _required(env, name)
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL (bad port or address)") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name} must start with redis://, rediss:// or unix://")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"{name} has no host")
+    if port == 0:
+        raise ConfigError(f"{name} has port 0")
+    return value
+
+
+def log_level(env: Mapping[str, str] | None = None) -> str:
+    """PUSHAAS_LOG_LEVEL, any case; a bad value is a ConfigError naming the variable."""
+    env = os.environ if env is None else env
+    value = env.get("PUSHAAS_LOG_LEVEL", "").strip().upper() or "INFO"
+    allowed = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    if value not in allowed:
+        raise ConfigError(f"PUSHAAS_LOG_LEVEL must be one of {', '.join(allowed)}, "
+                          f"not {value!r}")
+    return value
 
 
 def _with_secrets(env: Mapping[str, str],
@@ -132,7 +164,7 @@ def from_env(env: Mapping[str, str] | None = None,
         raise ConfigError("PUSHAAS_JOBS_QUEUE_URL must be set when PUSHAAS_JOB_QUEUE is sqs")
 
     return Settings(
-        redis_url=Secret(_required(env, "PUSHAAS_REDIS_URL")),
+        redis_url=Secret(_redis_url(env)),
         broker_username=env.get("PUSHAAS_BROKER_USERNAME", "").strip() or "pushaas",
         broker_password=Secret(_required(env, "PUSHAAS_BROKER_PASSWORD")),
         master_key=Secret(master_key),
@@ -141,7 +173,7 @@ def from_env(env: Mapping[str, str] | None = None,
         jobs_queue_url=queue_url,
         endpoint=endpoint,
         plans_file=env.get("PUSHAAS_PLANS_FILE") or None,
-        redis_timeout=_positive_number(env, "PUSHAAS_REDIS_TIMEOUT", 2.0),
-        job_attempts=int(_positive_number(env, "PUSHAAS_JOB_ATTEMPTS", 3)),
-        redis_min_replicas=_count(env, "PUSHAAS_REDIS_MIN_REPLICAS"),
+        redis_timeout=_positive_number(env, "PUSHAAS_REDIS_TIMEOUT", 2.0, most=60),
+        job_attempts=_count(env, "PUSHAAS_JOB_ATTEMPTS", 3, 1, 100),
+        redis_min_replicas=_count(env, "PUSHAAS_REDIS_MIN_REPLICAS", 0, 0, 5),
     )

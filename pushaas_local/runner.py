@@ -60,8 +60,7 @@ class Runner:
         """Requeue unfinished jobs, then restore the instances that were running."""
         self.queue.recover()
 
-        running = [i for i in map(self.ctx.store.find, self.ctx.store.names())
-                   if i is not None and i.status is Status.RUNNING]
+        running = [i for i in self.ctx.store.readable() if i.status is Status.RUNNING]
         report = self.ctx.provisioner.restore(running, self.ctx.plans)
         for name, placement in report.placements.items():
             self.ctx.store.update(name, push_stream_url=placement.push_stream_url)

@@ -67,6 +67,9 @@ def test_settings_defaults() -> None:
     [
         ("PUSHAAS_REDIS_URL", "", "PUSHAAS_REDIS_URL is required"),
         ("PUSHAAS_REDIS_URL", "http://x", "PUSHAAS_REDIS_URL"),
+        ("PUSHAAS_REDIS_URL", "redis://h:abc", "PUSHAAS_REDIS_URL needs a host and a port"),
+        ("PUSHAAS_REDIS_URL", "redis://:pw@h:99999/0", "PUSHAAS_REDIS_URL needs a host"),
+        ("PUSHAAS_REDIS_URL", "redis:///0", "PUSHAAS_REDIS_URL needs a host"),
         ("PUSHAAS_INSTANCE", "a b", "PUSHAAS_INSTANCE"),
         ("PUSHAAS_AGENT_ID", "{x}", "PUSHAAS_AGENT_ID"),
         ("PUSHAAS_NGINX_URL", "https://127.0.0.1:1", "PUSHAAS_NGINX_URL"),
@@ -144,6 +147,9 @@ def test_stream_ids_compare_numerically() -> None:
     assert streamids.parse("10-2") > streamids.parse("9-99")
     assert streamids.at_time(1.5) == "1500-0"
     assert not streamids.is_valid("10")
+    assert streamids.is_valid(f"{2**64 - 1}-{2**64 - 1}")
+    assert not streamids.is_valid(f"{2**64}-0")
+    assert not streamids.is_valid("1\u00b2-0")
 
 
 def test_the_id_before_an_entry_is_the_greatest_one_below_it() -> None:
@@ -510,6 +516,28 @@ def test_new_replica_starts_one_buffer_window_back(
 
     received = read_envelopes(replica, "news", has_ids([recent]))
     assert [item["id"] for item in received] == [recent]
+
+
+@pytest.mark.parametrize("damage", ["ahead", "wrong type"])
+def test_a_cursor_ahead_of_the_stream_or_of_another_type_starts_a_window_back(
+    redis_client: redis.Redis, replica: RestartableReplica, start_agent: Callable,
+    damage: str,
+) -> None:
+    """Redis restored from an older snapshot leaves a cursor past the stream's end; one
+    that were believed would skip every entry until the stream caught up."""
+    recent = publish(redis_client, ["news"], "recent")
+    cursor_key = keys.cursor(INSTANCE, AGENT)
+    if damage == "ahead":
+        redis_client.set(cursor_key, f"{int(time.time() * 1000) + 3_600_000}-0")
+    else:
+        redis_client.hset(cursor_key, "not", "a cursor")
+
+    agent = start_agent(buffer_seconds="600")
+
+    received = read_envelopes(replica, "news", has_ids([recent]))
+    assert [item["id"] for item in received] == [recent]
+    agent.wait_for_log("ahead of the stream" if damage == "ahead" else "cursor unreadable")
+    wait_until(cursor_at(redis_client, recent), what="cursor saved over the damage")
 
 
 def test_retention_gap_is_logged_and_delivery_resumes(

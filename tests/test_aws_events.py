@@ -210,3 +210,45 @@ def test_reconciler_converges_each_instance_periodically(store):
 
     assert provisioner.calls == [("scale", "stale")]
     assert time.time() - store.converged_at("stale") < 5
+
+
+@pytest.mark.parametrize("name", ["*", "[a]", "a?", "A"])
+def test_an_invalid_name_never_becomes_a_key_pattern(store, name):
+    """A corrupted set member or job naming ``*`` would, as a SCAN glob, match every
+    instance's keys: the reconciler drops the member, jobs and purge refuse it."""
+    add(store, "a", Status.RUNNING)
+    store.redis.sadd(keys.INSTANCES, name)
+    kept = sorted(store.redis.keys("*{a}*"))
+
+    report = Reconciler(store, load_plans(), Inspectable({"a": State()})).run()
+
+    assert sorted(store.redis.keys("*{a}*")) == kept and store.get("a")
+    assert not store.redis.sismember(keys.INSTANCES, name)
+    assert report.errors == [] and len(report.repairs) == 1
+    with pytest.raises(ValueError, match="invalid instance name"):
+        Job.from_json(f'{{"kind": "deprovision", "instance": "{name}", "id": "1"}}')
+    with pytest.raises(ValueError, match="invalid instance name"):
+        store.purge(name)
+    assert sorted(store.redis.keys("*{a}*")) == kept
+
+
+@pytest.mark.parametrize("raw", ['{"kind": "provision", "instance": "a", "id": "1", '
+                                 '"attempt": 1e999}',
+                                 '{"kind": "provision", "instance": "a", "id": "1", '
+                                 '"attempt": "x"}'])
+def test_a_job_with_an_impossible_attempt_is_malformed(raw):
+    with pytest.raises(ValueError, match="malformed job"):
+        Job.from_json(raw)
+
+
+def test_odd_containers_and_a_huge_reason_are_handled(store):
+    add(store, "a", Status.PENDING)
+    add(store, "b", Status.PENDING)
+
+    apply(store, event("a", "STOPPED", stoppedReason="x" * 300_000, containers=5))
+    apply(store, event("b", "STOPPED", containers="oops"))
+
+    reason = store.get("a").reason
+    assert store.get("a").status is Status.FAILED and len(reason) < 1100
+    assert reason.endswith("…")
+    assert store.get("b").reason == "task stopped before running: no reason given"

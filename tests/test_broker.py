@@ -224,6 +224,23 @@ def test_operator_listing(client):
     assert client.http.get("/resources").status_code == 401
 
 
+@pytest.mark.parametrize("damage", [{"status": "bogus"}, {"created": "abc"},
+                                    {"tags": "not json"}, "string key"])
+def test_a_damaged_record_is_left_out_of_the_listing(client, redis_client, damage):
+    running_instance(client, "good")
+    running_instance(client, "bad")
+    if isinstance(damage, dict):
+        redis_client.hset(keys.instance("bad"), mapping=damage)
+    else:
+        redis_client.delete(keys.instance("bad"))
+        redis_client.set(keys.instance("bad"), damage)
+
+    listing = client.http.get("/resources", headers=BROKER)
+
+    assert listing.status_code == 200
+    assert [i["name"] for i in body(listing)] == ["good"]
+
+
 def test_unknown_json_fields_of_any_type_are_ignored(client, redis_client):
     payload = {"name": "future", "team": "t", "user": "u", "newTsuruField": {"a": [1]},
                "anotherOne": [1, 2], "flag": True}

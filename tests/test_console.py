@@ -128,9 +128,12 @@ def test_publisher_creates_publishes_and_sees_it_live(console: Page,
         expect(console.locator("#publish-result")).to_contain_text(re.compile(r"id \d+-\d+"))
         expect(console.locator("#live-messages li").first).to_contain_text(text)
 
-    # Agents report every few seconds: the live subscriber and the messages show up.
-    expect(row.locator("td[data-label=Subscribers]")).to_have_text(re.compile(r"^[1-9]"))
-    expect(row.locator("td[data-label=Messages]")).to_have_text(re.compile(r"^[1-9]"))
+    # Agents report every few seconds and the console polls: on a loaded machine the two
+    # can add up past Playwright's default 5 s.
+    expect(row.locator("td[data-label=Subscribers]")).to_have_text(re.compile(r"^[1-9]"),
+                                                                   timeout=20_000)
+    expect(row.locator("td[data-label=Messages]")).to_have_text(re.compile(r"^[1-9]"),
+                                                                timeout=20_000)
     expect(console.locator("#chart-summary")).to_contain_text("subscribers now")
     assert console.locator("#live-chart polyline").count() == 2
     if SCREENSHOTS:

@@ -75,6 +75,18 @@ def test_percent_encoded_channel_ids_in_the_path(client, publisher):
     assert client.http.get("/api/v1/channels/user:42", headers=publisher).status_code == 404
 
 
+def test_a_damaged_channel_record_is_left_out(client, publisher, redis_client):
+    for channel in ("good", "bad", "list"):
+        post(client, "/api/v1/channels", publisher, {"id": channel, "ttl": 0})
+    redis_client.set(keys.channel("mypush", "bad"), "not json")
+    redis_client.set(keys.channel("mypush", "list"), "[1, 2]")
+
+    listing = client.http.get("/api/v1/channels", headers=publisher)
+
+    assert listing.status_code == 200 and [c["id"] for c in body(listing)] == ["good"]
+    assert client.http.get("/api/v1/channels/bad", headers=publisher).status_code == 404
+
+
 def test_channel_ttl_expires(client, publisher, redis_client):
     post(client, "/api/v1/channels", publisher, {"id": "brief", "ttl": 30})
 

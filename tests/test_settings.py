@@ -8,7 +8,7 @@ from moto import mock_aws
 
 from chalicelib.errors import ConfigError
 from chalicelib.secrets import fetch_secret
-from chalicelib.settings import from_env
+from chalicelib.settings import from_env, log_level
 
 BASE = {"PUSHAAS_REDIS_URL": "redis://127.0.0.1:1/0", "PUSHAAS_BROKER_PASSWORD": "pw",
         "PUSHAAS_MASTER_KEY": "k" * 40}
@@ -22,10 +22,27 @@ BASE = {"PUSHAAS_REDIS_URL": "redis://127.0.0.1:1/0", "PUSHAAS_BROKER_PASSWORD":
     ({"PUSHAAS_JOB_QUEUE": "sqs"}, "PUSHAAS_JOBS_QUEUE_URL"),
     ({"PUSHAAS_ENDPOINT": "ftp://x"}, "PUSHAAS_ENDPOINT"),
     ({"PUSHAAS_REDIS_TIMEOUT": "soon"}, "PUSHAAS_REDIS_TIMEOUT"),
+    ({"PUSHAAS_REDIS_TIMEOUT": "nan"}, "PUSHAAS_REDIS_TIMEOUT"),
+    ({"PUSHAAS_REDIS_TIMEOUT": "inf"}, "PUSHAAS_REDIS_TIMEOUT"),
+    ({"PUSHAAS_JOB_ATTEMPTS": "0.5"}, "PUSHAAS_JOB_ATTEMPTS"),
+    ({"PUSHAAS_JOB_ATTEMPTS": "1e300"}, "PUSHAAS_JOB_ATTEMPTS"),
+    ({"PUSHAAS_JOB_ATTEMPTS": "inf"}, "PUSHAAS_JOB_ATTEMPTS"),
+    ({"PUSHAAS_REDIS_MIN_REPLICAS": "\u00b2"}, "PUSHAAS_REDIS_MIN_REPLICAS"),
+    ({"PUSHAAS_REDIS_URL": "localhost:6379"}, "PUSHAAS_REDIS_URL"),
+    ({"PUSHAAS_REDIS_URL": "redis://h:abc"}, "PUSHAAS_REDIS_URL"),
+    ({"PUSHAAS_REDIS_URL": "redis://:secret@h:99999/0"}, "PUSHAAS_REDIS_URL"),
 ])
 def test_bad_environment_fails_naming_the_variable(change, fragment):
-    with pytest.raises(ConfigError, match=fragment):
+    with pytest.raises(ConfigError, match=fragment) as failure:
         from_env({**BASE, **change})
+    assert "secret" not in str(failure.value)
+
+
+def test_log_level_takes_any_case_and_refuses_the_rest():
+    assert log_level({"PUSHAAS_LOG_LEVEL": "debug"}) == "DEBUG"
+    assert log_level({}) == "INFO"
+    with pytest.raises(ConfigError, match="PUSHAAS_LOG_LEVEL"):
+        log_level({"PUSHAAS_LOG_LEVEL": "bogus"})
 
 
 def test_secrets_never_show_in_repr():

@@ -11,8 +11,9 @@ from typing import TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from push_agent import streamids
 from push_agent.backoff import Backoff
 from push_agent.cursor import CursorStore, LoadedCursor
 from push_agent.entries import Planner
@@ -301,7 +302,21 @@ class Agent:
         return read
 
     async def _load_cursor(self) -> LoadedCursor:
-        return await self.cursors.load(self.settings.buffer_seconds)
+        loaded = await self.cursors.load(self.settings.buffer_seconds)
+        if not loaded.saved:
+            return loaded
+
+        # A cursor past the stream's last id (Redis restored from an older snapshot, a
+        # failover that lost writes) would skip every entry until the stream caught up.
+        info = await self.stream.info()
+        if info is not None and streamids.parse(loaded.value) > streamids.parse(info.last_id):
+            log.warning(
+                "cursor ahead of the stream, starting one buffer back instance=%s agent=%s "
+                "cursor=%s last_id=%s", self.settings.instance, self.settings.agent_id,
+                loaded.value, info.last_id,
+            )
+            return self.cursors.window_back(self.settings.buffer_seconds)
+        return loaded
 
     async def _check_gap(self, cursor: str) -> None:
         """Log entries after ``cursor`` that retention trimmed before the agent read them."""
@@ -327,9 +342,13 @@ class Agent:
                 return await call()
             except TRANSIENT as exc:
                 delay = backoff.next_delay()
-                log.warning(
-                    "redis unavailable instance=%s operation=%s attempt=%d delay=%.2fs "
-                    "error=%s",
+                # An error reply is Redis refusing this command (a key of the wrong type,
+                # a read-only replica during failover), not Redis being away.
+                refused = isinstance(exc, ResponseError)
+                log.log(
+                    logging.ERROR if refused else logging.WARNING,
+                    "redis %s instance=%s operation=%s attempt=%d delay=%.2fs error=%s",
+                    "refused the command" if refused else "unavailable",
                     self.settings.instance, what, backoff.attempt, delay, describe(exc),
                 )
                 self.heartbeat.beat()

@@ -40,7 +40,10 @@ class CursorStore:
         Starting one buffer window back fills the new nginx's replay buffer, so a
         subscriber resuming with Last-Event-ID on this replica misses nothing recent.
         """
-        raw = await self.redis.get(self.key)
+        try:
+            raw = await self.redis.get(self.key)
+        except aioredis.ResponseError:
+            raw = b"(a key of another type)"  # the next save overwrites it
         value = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
         if value and streamids.is_valid(value):
             return LoadedCursor(value, saved=True)
@@ -50,6 +53,11 @@ class CursorStore:
                 "cursor unreadable, starting one buffer back instance=%s key=%s",
                 self.instance, self.key,
             )
+        return self.window_back(buffer_seconds)
+
+    @staticmethod
+    def window_back(buffer_seconds: float) -> LoadedCursor:
+        """A position one buffer window back: refills a new nginx's replay buffer."""
         return LoadedCursor(streamids.at_time(time.time() - buffer_seconds), saved=False)
 
     async def save(self, value: str) -> None:

@@ -120,8 +120,15 @@ def _agent_id(env: Mapping[str, str]) -> str:
 
 def _redis_url(env: Mapping[str, str]) -> str:
     value = _required(env, "PUSHAAS_REDIS_URL")
-    if urlsplit(value).scheme not in REDIS_SCHEMES:
+    parts = urlsplit(value)
+    if parts.scheme not in REDIS_SCHEMES:
         raise SettingsError("PUSHAAS_REDIS_URL must start with redis://, rediss:// or unix://")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0  # the message never quotes the URL: it holds the password
+    if parts.scheme != "unix" and (not parts.hostname or port == 0):
+        raise SettingsError("PUSHAAS_REDIS_URL needs a host and a port from 1 to 65535")
     return value
 
 

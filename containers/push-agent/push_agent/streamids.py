@@ -9,9 +9,12 @@ MAX_SEQUENCE = 2**64 - 1
 def parse(entry_id: str) -> StreamId:
     """``"1700000000000-3"`` -> ``(1700000000000, 3)``; raises ValueError otherwise."""
     millis, sep, sequence = entry_id.partition("-")
-    if not sep or not millis.isdigit() or not sequence.isdigit():
+    if not (sep and entry_id.isascii() and millis.isdigit() and sequence.isdigit()):
         raise ValueError(f"not a stream id: {entry_id!r}")
-    return int(millis), int(sequence)
+    parsed = int(millis), int(sequence)
+    if max(parsed) > MAX_SEQUENCE:  # Redis ids are two unsigned 64-bit numbers
+        raise ValueError(f"not a stream id: {entry_id!r}")
+    return parsed
 
 
 def is_valid(entry_id: str) -> bool:
