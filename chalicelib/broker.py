@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from chalicelib import keys
 from chalicelib.credentials import publisher_secret
-from chalicelib.errors import BadRequest, PreconditionFailed, Unavailable
+from chalicelib.errors import BadRequest, NotFound, PreconditionFailed, Unavailable
 from chalicelib.instances import Instance, Status, validate_name
 from chalicelib.jobs import Job, Kind
 from chalicelib.services import Services
@@ -87,7 +87,8 @@ def update_instance(svc: Services, name: str, fields: TsuruFields) -> None:
 
 
 def remove_instance(svc: Services, name: str) -> None:
-    svc.store.get(name)
+    if svc.store.find_for_removal(name) is None:
+        raise NotFound(f"instance {name!r} not found")
     svc.store.set_status(name, Status.REMOVING)
     svc.queue.send(Job(Kind.DEPROVISION, name))
     log.info("instance removal queued instance=%s", name)

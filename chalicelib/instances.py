@@ -125,6 +125,19 @@ class InstanceStore:
             return None
         return Instance.from_redis(record)
 
+    def find_for_removal(self, name: str) -> Instance | None:
+        """The instance to remove, even when its record no longer parses.
+
+        Removal needs only the name (the provisioners key everything by it), so a damaged
+        record must not make an instance impossible to delete.
+        """
+        try:
+            return self.find(name)
+        except ValueError as exc:
+            log.warning("removing an instance with an unreadable record instance=%s "
+                        "error=%s", name, exc)
+            return Instance(name=name, plan="", status=Status.REMOVING)
+
     def get(self, name: str) -> Instance:
         instance = self.find(name)
         if instance is None:
@@ -167,7 +180,14 @@ class InstanceStore:
         return self.redis.hincrby(keys.instance(name), "task_deaths", 1)
 
     def task_deaths(self, name: str) -> int:
-        return int(self.redis.hget(keys.instance(name), "task_deaths") or 0)
+        """The counter, or 0 (logged) when the field holds something else: it is shown in
+        the instance info, which must not fail over it."""
+        raw = self.redis.hget(keys.instance(name), "task_deaths") or "0"
+        try:
+            return int(raw)
+        except ValueError:
+            log.error("unreadable task death counter instance=%s", name)
+            return 0
 
     def converged_at(self, name: str) -> float:
         """When the reconciler last converged the instance's delivery tier (0: never)."""

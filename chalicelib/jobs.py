@@ -127,7 +127,7 @@ def _scale(job: Job, ctx: JobContext) -> None:
 
 
 def _deprovision(job: Job, ctx: JobContext) -> None:
-    instance = ctx.store.find(job.instance)
+    instance = ctx.store.find_for_removal(job.instance)
     if instance is None:
         ctx.store.purge(job.instance)
         return

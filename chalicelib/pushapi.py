@@ -109,6 +109,10 @@ def config(svc: Services, request: Request) -> dict:
         raise NotFound(f"instance {instance.name!r} has no push-stream URL yet")
 
     url = urlsplit(instance.push_stream_url)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        log.error("unreadable push-stream URL instance=%s", instance.name)
+        raise Unavailable("instance push-stream URL is not usable") from None
     return {"pushStream": {"url": instance.push_stream_url, "hostname": url.hostname or "",
                            "port": str(port)}}

@@ -71,7 +71,9 @@ def channel_stats(client: redis.Redis, instance: str, channel: str) -> dict:
     pipe = client.pipeline(transaction=False)
     for agent in agents:
         pipe.hget(keys.channel_stats(instance, agent), channel)
-    raws = pipe.execute() if agents else []
+    # An agent's key of another type answers an error: skipped like a malformed report.
+    replies = pipe.execute(raise_on_error=False) if agents else []
+    raws = [None if isinstance(reply, Exception) else reply for reply in replies]
     reports = [r for r in (_parse(raw, instance, "channel") for raw in raws) if r]
 
     aggregated = {"subscribers": sum(_number(r, "subscribers") for r in reports),

@@ -241,6 +241,27 @@ def test_a_damaged_record_is_left_out_of_the_listing(client, redis_client, damag
     assert [i["name"] for i in body(listing)] == ["good"]
 
 
+def test_an_instance_with_a_damaged_record_can_still_be_removed(client, redis_client):
+    running_instance(client, "damaged")
+    redis_client.hset(keys.instance("damaged"), mapping={"created": "abc", "tags": "{"})
+    provisioner = FakeProvisioner()
+
+    response = client.http.delete("/resources/damaged", headers=FORM, body="")
+    drain_jobs(provisioner)
+
+    assert response.status_code == 200
+    assert ("deprovision", "damaged") in provisioner.calls
+    assert redis_client.keys("*{damaged}*") == []
+    assert not redis_client.sismember(keys.INSTANCES, "damaged")
+
+
+def test_info_survives_a_damaged_task_death_counter(client, redis_client):
+    running_instance(client, "counted")
+    redis_client.hset(keys.instance("counted"), "task_deaths", "abc")
+
+    assert client.http.get("/resources/counted", headers=BROKER).status_code == 200
+
+
 def test_unknown_json_fields_of_any_type_are_ignored(client, redis_client):
     payload = {"name": "future", "team": "t", "user": "u", "newTsuruField": {"a": [1]},
                "anotherOne": [1, 2], "flag": True}

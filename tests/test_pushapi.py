@@ -1,6 +1,7 @@
 """The push-api, in-process with real Redis: the JS client's calls, limits, isolation."""
 
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -85,6 +86,20 @@ def test_a_damaged_channel_record_is_left_out(client, publisher, redis_client):
 
     assert listing.status_code == 200 and [c["id"] for c in body(listing)] == ["good"]
     assert client.http.get("/api/v1/channels/bad", headers=publisher).status_code == 404
+
+
+def test_damaged_agent_reports_are_skipped_in_channel_stats(client, publisher, redis_client):
+    now = time.time()
+    redis_client.zadd(keys.agents("mypush"), {"good": now, "wrongtype": now, "garbage": now})
+    redis_client.hset(keys.channel_stats("mypush", "good"), "news",
+                      json.dumps({"subscribers": 3, "published_messages": 5}))
+    redis_client.set(keys.channel_stats("mypush", "wrongtype"), "a string")
+    redis_client.hset(keys.channel_stats("mypush", "garbage"), "news", "not json")
+
+    reply = client.http.get("/api/v1/stats/channels/news", headers=publisher)
+
+    assert reply.status_code == 200
+    assert body(reply)["aggregated"] == {"subscribers": 3, "published_messages": 5}
 
 
 def test_channel_ttl_expires(client, publisher, redis_client):
