@@ -139,6 +139,8 @@ def test_retention_gap_only_when_position_is_before_trimmed_entries() -> None:
     gap = retention_gap("50-0", info)
     assert gap is not None and gap.lost_at_most == 7
     assert retention_gap("100-0", info) is None
+    assert retention_gap(streamids.before("100-0"), info) is None, "a refill's position"
+    assert retention_gap("99-0", info) is not None
     assert retention_gap("50-0", StreamInfo(3, 3, "100-0", "120-0")) is None
     assert retention_gap("50-0", info, now_ms=105, settle_ms=10) is None
 

@@ -108,7 +108,8 @@ def retention_gap(
     """
     if info is None or info.first_id is None:
         return None
-    if streamids.parse(position) >= streamids.parse(info.first_id):
+    # Right before the first entry (where a refill rewinds to) nothing can be missing.
+    if streamids.parse(position) >= streamids.parse(streamids.before(info.first_id)):
         return None
 
     trimmed = info.entries_added - info.length
