@@ -103,19 +103,15 @@ def parse_json(raw: bytes | str) -> object:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     try:
         value = json.loads(data, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError):
+        if _SURROGATE.search(data):
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a ValueError too: before the clause that takes those
+        raise BadRequest("request body has a lone surrogate (\\ud800-\\udfff); "
+                         "strings must be valid Unicode") from None
+    except ValueError:
         raise BadRequest("request body is not valid JSON") from None
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
-
-    if _SURROGATE.search(data):
-        try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRequest("request body has a lone surrogate (\\ud800-\\udfff); "
-                             "strings must be valid Unicode") from None
-        except RecursionError:
-            raise BadRequest("request body is nested too deeply") from None
     return value
 
 

@@ -81,8 +81,13 @@ class Instance:
             raise ValueError(f"corrupted instance record: {exc}") from None
 
 
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` can be an instance's: also what keeps it out of key globs."""
+    return bool(NAME_PATTERN.match(name or ""))
+
+
 def validate_name(name: str) -> str:
-    if not NAME_PATTERN.match(name or ""):
+    if not is_valid_name(name):
         raise BadRequest(
             "instance name must be 1-63 characters of lowercase letters, digits and '-',"
             " starting and ending with a letter or digit"
@@ -207,7 +212,7 @@ class InstanceStore:
         name (a ``*`` or ``[a]`` from a corrupted set member or job) is refused here: as a
         glob it would match other instances' keys.
         """
-        if not NAME_PATTERN.match(name or ""):
+        if not is_valid_name(name):
             raise ValueError(f"refusing to purge keys of an invalid instance name {name!r}")
 
         deleted = 0

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from chalicelib.instances import NAME_PATTERN, InstanceStore, Status
+from chalicelib.instances import InstanceStore, Status, is_valid_name
 from chalicelib.plans import Plan
 from chalicelib.provisioner import Provisioner, ProvisionError
 
@@ -52,7 +52,7 @@ class Job:
             raise ValueError(f"malformed job: {exc}") from None
 
         # Instance names end up in key patterns: only a valid name makes a job.
-        if not NAME_PATTERN.match(job.instance):
+        if not is_valid_name(job.instance):
             raise ValueError(f"malformed job: invalid instance name {job.instance!r}")
         return job
 

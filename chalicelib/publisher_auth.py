@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from chalicelib.credentials import parse_basic, publisher_secret, same
 from chalicelib.errors import Unauthorized
-from chalicelib.instances import NAME_PATTERN, Instance, Status
+from chalicelib.instances import Instance, Status, is_valid_name
 from chalicelib.services import Services
 
 # Compared against when the user is unknown, so both paths do the same work.
@@ -18,7 +18,7 @@ _DECOY = "x" * 43
 
 def authenticate(svc: Services, headers: Mapping[str, str]) -> Instance:
     user, password = parse_basic(headers)
-    instance = svc.store.find(user) if NAME_PATTERN.match(user) else None
+    instance = svc.store.find(user) if is_valid_name(user) else None
 
     if instance is None or instance.status is Status.REMOVING:
         same(password, _DECOY)

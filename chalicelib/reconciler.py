@@ -17,7 +17,7 @@ from typing import Protocol
 import redis
 
 from chalicelib import keys
-from chalicelib.instances import NAME_PATTERN, Instance, InstanceStore, Status
+from chalicelib.instances import Instance, InstanceStore, Status, is_valid_name
 from chalicelib.plans import Plan
 from chalicelib.provisioner import Provisioner
 
@@ -74,7 +74,7 @@ class Reconciler:
         return report
 
     def _reconcile(self, name: str, report: Report) -> None:
-        if not NAME_PATTERN.match(name):
+        if not is_valid_name(name):
             log.warning("dropping an invalid name from the instance set name=%r", name)
             self.store.forget_invalid_name(name)
             report.repairs.append(f"{name!r}: dropped an invalid instance name")

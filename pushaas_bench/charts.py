@@ -50,18 +50,24 @@ def _throughput(data: dict) -> plt.Figure | None:
     return figure
 
 
+def _bar_chart(title: str, labels: list[str], values: list[float], xlabel: str,
+               ylabel: str) -> plt.Figure:
+    figure, axes = _figure(title)
+    bars = axes.bar(labels, values, color=AGENT)
+    axes.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    return figure
+
+
 def _channels(data: dict) -> plt.Figure | None:
     points = data.get("curves", {}).get("channels")
     if not points:
         return None
-    figure, axes = _figure("Agent throughput against channels per message")
-    labels = [str(p["workload"]["channels_per_message"]) for p in points]
-    values = [p["deliveries_per_second"] for p in points]
-    bars = axes.bar(labels, values, color=AGENT)
-    axes.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
-    axes.set_xlabel("channels per message")
-    axes.set_ylabel("deliveries (envelopes into nginx) per second")
-    return figure
+    return _bar_chart("Agent throughput against channels per message",
+                      [str(p["workload"]["channels_per_message"]) for p in points],
+                      [p["deliveries_per_second"] for p in points],
+                      "channels per message", "deliveries (envelopes into nginx) per second")
 
 
 def _sizes(data: dict) -> plt.Figure | None:
@@ -87,14 +93,11 @@ def _instances(data: dict) -> plt.Figure | None:
     points = data.get("curves", {}).get("instances")
     if not points:
         return None
-    figure, axes = _figure("Throughput of N instances sharing one Redis (all agents together)")
-    labels = [str(p["instances"]) for p in points]
-    values = [p["messages_per_second"] for p in points]
-    bars = axes.bar(labels, values, color=AGENT)
-    axes.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
-    axes.set_xlabel("instances (each: one agent, one nginx)")
-    axes.set_ylabel("messages per second, all instances")
-    return figure
+    return _bar_chart("Throughput of N instances sharing one Redis (all agents together)",
+                      [str(p["instances"]) for p in points],
+                      [p["messages_per_second"] for p in points],
+                      "instances (each: one agent, one nginx)",
+                      "messages per second, all instances")
 
 
 def _latency(data: dict) -> plt.Figure | None:

@@ -221,10 +221,7 @@ async def _both_paths(paths: Paths, fleet: Fleet, names: list[str], count: int,
                 times, failed = await paced(send, names, offset + first, size, rate)
                 started[index].update(times)
                 failures[index] += failed
-        await asyncio.sleep(SETTLE_SECONDS)
-        arrivals = fleet.collect()
-        return (summarise(started[0], arrivals, expected, failures[0]),
-                summarise(started[1], arrivals, expected, failures[1]))
+        return await _settled(fleet, started, expected, failures)
     finally:
         await paths.close()
 
@@ -281,12 +278,18 @@ async def _fan_both(paths: Paths, fleet: Fleet, messages: int, gap: float,
                 started[index].update(times)
                 failures[index] += failed
                 await asyncio.sleep(gap)
-        await asyncio.sleep(SETTLE_SECONDS)
-        arrivals = fleet.collect()
-        return (summarise(started[0], arrivals, expected, failures[0]),
-                summarise(started[1], arrivals, expected, failures[1]))
+        return await _settled(fleet, started, expected, failures)
     finally:
         await paths.close()
+
+
+async def _settled(fleet: Fleet, started: list[dict[int, int]], expected: int,
+                   failures: list[int]) -> tuple[PathLatency, PathLatency]:
+    """Direct and full-path summaries, once the last messages had time to arrive."""
+    await asyncio.sleep(SETTLE_SECONDS)
+    arrivals = fleet.collect()
+    return (summarise(started[0], arrivals, expected, failures[0]),
+            summarise(started[1], arrivals, expected, failures[1]))
 
 
 def _rank(ordered: list[float], quantile: float) -> float:

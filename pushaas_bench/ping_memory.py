@@ -5,9 +5,10 @@
 Why this exists: soaks with long-lived EventSource subscribers saw nginx grow steadily
 until the subscribers left. Each variant here starts a fresh replica with the same
 rendered config except ``PUSH_STREAM_EVENTSOURCE_PING``, holds the subscribers on 20
-channels, publishes at a fixed rate straight into the replica's internal ``/pub`` (no
-agent, no Redis: only nginx is measured) and samples the anonymous memory of nginx's
-processes every 10 s. It prints one markdown table; docs/reliability.md quotes a run.
+channels (the benchmarks' subscriber fleet), publishes at a fixed rate straight into the
+replica's internal ``/pub`` (no agent, no Redis: only nginx is measured) and samples the
+anonymous memory of nginx's processes every 10 s. It prints one markdown table;
+docs/reliability.md quotes a run.
 """
 
 import argparse
@@ -18,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pushaas_bench.fleet import Fleet
 from pushaas_bench.procs import NginxReplica
 
 CHANNELS = 20
 SAMPLE_EVERY = 10.0
 WARM_UP = 10.0
-BODY = b'{"id":"1-0","channel":"c","text":"' + b"x" * 60 + b'","time":"2026-01-01T00:00:00Z"}'
+FILLER = b"x" * 60
 
 
 @dataclass
@@ -50,31 +52,21 @@ def anon_mib(pids: list[int]) -> float:
     return total_kib / 1024
 
 
-async def _subscribe(port: int, channel: str, counter: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /ev/{channel} HTTP/1.1\r\nHost: bench\r\n"
-                 "Accept: text/event-stream\r\n\r\n".encode())
-    try:
-        while chunk := await reader.read(65536):
-            counter[0] += chunk.count(b"\nid: ") + chunk.startswith(b"id: ")
-    finally:
-        writer.close()
-
-
 async def _drain(reader: asyncio.StreamReader) -> None:
     while await reader.read(1 << 16):
         pass
 
 
-async def _measure(replica: NginxReplica, seconds: float, subscribers: int,
-                   rate: int) -> tuple[list[tuple[float, float]], int]:
-    public = urlsplit(replica.public_url).port
-    internal = urlsplit(replica.internal_url).port
-    counter = [0]
-    tasks = [asyncio.create_task(_subscribe(public, f"c{n % CHANNELS}", counter))
-             for n in range(subscribers)]
-    await asyncio.sleep(2)
+def _body(seq: int) -> bytes:
+    """An envelope-sized body carrying the marker the fleet's subscribers count."""
+    return (b'{"id":"1-0","channel":"c","text":"seq=%d;%s","time":"2026-01-01T00:00:00Z"}'
+            % (seq, FILLER))
 
+
+async def _publish(replica: NginxReplica, seconds: float,
+                   rate: int) -> list[tuple[float, float]]:
+    """Publish at ``rate`` for ``seconds``, sampling nginx's memory as it goes."""
+    internal = urlsplit(replica.internal_url).port
     reader, writer = await asyncio.open_connection("127.0.0.1", internal)
     drain = asyncio.create_task(_drain(reader))
     tick, per_tick = 0.1, max(1, round(rate * 0.1))
@@ -83,9 +75,10 @@ async def _measure(replica: NginxReplica, seconds: float, subscribers: int,
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         for _ in range(per_tick):
+            body = _body(sent)
             writer.write(f"POST /pub?id=c{sent % CHANNELS} HTTP/1.1\r\nHost: bench\r\n"
                          "Content-Type: application/json\r\n"
-                         f"Content-Length: {len(BODY)}\r\n\r\n".encode() + BODY)
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
             sent += 1
         await writer.drain()
         if elapsed - samples[-1][0] >= SAMPLE_EVERY:
@@ -94,10 +87,9 @@ async def _measure(replica: NginxReplica, seconds: float, subscribers: int,
     samples.append((time.monotonic() - start, anon_mib(replica.pids)))
 
     writer.close()
-    for task in [drain, *tasks]:
-        task.cancel()
-    await asyncio.gather(drain, *tasks, return_exceptions=True)
-    return samples, counter[0]
+    drain.cancel()
+    await asyncio.gather(drain, return_exceptions=True)
+    return samples
 
 
 def run_variant(run_dir: Path, ping_seconds: int, seconds: float, subscribers: int,
@@ -105,7 +97,12 @@ def run_variant(run_dir: Path, ping_seconds: int, seconds: float, subscribers: i
     replica = NginxReplica(run_dir, eventsource_ping=str(ping_seconds),
                            max_connections=str(subscribers + 512)).start()
     try:
-        samples, delivered = asyncio.run(_measure(replica, seconds, subscribers, rate))
+        fleet = Fleet(urlsplit(replica.public_url).port or 0)
+        try:
+            fleet.connect([f"/ev/c{n % CHANNELS}" for n in range(subscribers)])
+            samples = asyncio.run(_publish(replica, seconds, rate))
+        finally:
+            delivered = fleet.stop().events
     finally:
         replica.stop()
     return Variant(ping_seconds, samples, delivered)

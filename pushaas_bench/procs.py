@@ -77,6 +77,27 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM,
+               timeout: float = STOP_TIMEOUT) -> int | None:
+    """Signal, wait a bounded time, then kill what is left of the process group; reaped.
+
+    The group, not only the process: nginx workers and a stack's children would
+    otherwise outlive a benchmark that gave up on their parent.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    return proc.returncode
+
+
 class Process:
     """One child process with its output in a log file; ``stop`` always reaps it."""
 
@@ -112,23 +133,10 @@ class Process:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        """Signal, wait a bounded time, then kill the whole process group."""
         if self.proc is None:
             return None
-
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-        return proc.returncode
+        return stop_group(proc, sig)
 
 
 class RedisServer(Process):

@@ -6,7 +6,6 @@ publish rate no benchmark reaches, so the rate limit never shapes a measurement.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,14 @@ import httpx
 import redis
 
 from chalicelib import keys
-from pushaas_bench.procs import REPO_ROOT, Process, children, free_port, wait_for
+from pushaas_bench.procs import (
+    REPO_ROOT,
+    Process,
+    children,
+    free_port,
+    stop_group,
+    wait_for,
+)
 
 READY = "PushaaS ready:"
 START_TIMEOUT = 90.0
@@ -148,14 +154,7 @@ class LocalStack:
         if self.proc is None:
             return None
         proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        return proc.returncode
+        return stop_group(proc, timeout=STOP_TIMEOUT)
 
     def _broker(self) -> httpx.Client:
         password = subprocess.run(

@@ -208,11 +208,10 @@ class Agent:
         self.batch_retried = False
         try:
             self.state.read_position = last_id
-            result = await self.publisher.publish_batch(self.planner.plan(entries))
-            while result is None:
+            while (result := await self.publisher.publish_batch(
+                    self.planner.plan(entries))) is None:
                 if await self._refill_after_failure(entries):
                     return
-                result = await self.publisher.publish_batch(self.planner.plan(entries))
             save = partial(self.cursors.save, last_id)
             await self._retry_redis("save cursor", save, until_stopped=False)
             self.state.cursor = last_id
@@ -273,7 +272,7 @@ class Agent:
                 "cursor=%s", self.settings.instance, self.settings.agent_id, len(entries),
                 cursor,
             )
-            self.state.refills += 1
+            self.state.count_refill()
             return False
 
         self._rewind(position, "nginx-empty-after-failed-publish")

@@ -59,4 +59,7 @@ class AgentState:
     def rewind(self, position: str) -> None:
         """Read again from ``position`` (a refill); the saved cursor is left as it is."""
         self.cursor = position
+        self.count_refill()
+
+    def count_refill(self) -> None:
         self.refills += 1
